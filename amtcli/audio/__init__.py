@@ -1,0 +1,1 @@
+"""Audio in: files -> float32 mono samples, samples -> CQT features."""

@@ -1,0 +1,39 @@
+"""Architectures, registered by name. "Models" elsewhere means released weights; these are the shapes.
+
+Each architecture module defines a config dataclass and an ``nn.Module`` whose constructor takes
+``(config, feature_config)``. Checkpoints store the architecture *name*, never a pickled class.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from ..config import FeatureConfig, from_dict
+from ..errors import BadInput
+
+# name -> (module, model class, config class)
+ARCHITECTURES: dict[str, tuple[str, str, str]] = {
+    "unet-bilstm": ("amtcli.nets.unet_bilstm", "UNetBiLSTM", "UNetBiLSTMConfig"),
+}
+
+
+def _lookup(arch: str):
+    try:
+        module, cls, cfg = ARCHITECTURES[arch]
+    except KeyError:
+        raise BadInput(f"unknown architecture {arch!r} (known: {', '.join(sorted(ARCHITECTURES))})") from None
+    mod = importlib.import_module(module)
+    return getattr(mod, cls), getattr(mod, cfg)
+
+
+def model_config_class(arch: str):
+    return _lookup(arch)[1]
+
+
+def build_model(arch: str, model_config: dict[str, Any] | Any = None, feature_config: FeatureConfig | None = None):
+    """Instantiate architecture ``arch`` from a config dataclass or dict (unknown keys are refused)."""
+    model_cls, cfg_cls = _lookup(arch)
+    if model_config is None or isinstance(model_config, dict):
+        model_config = from_dict(cfg_cls, model_config)
+    return model_cls(model_config, feature_config or FeatureConfig())

@@ -1,0 +1,141 @@
+"""Release folders: ``config.json`` + ``model.safetensors`` + ``README.md`` (model card).
+
+``config.json`` holds the format version, architecture name, model and feature configs, decode
+defaults and the amtcli version. Weights are inference-only safetensors, loaded with strict keys.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..config import DecodeConfig, FeatureConfig, from_dict, to_dict
+from ..errors import ConfigMismatch, ModelNotFound
+
+FORMAT_VERSION = 1
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+CARD_NAME = "README.md"
+
+
+@dataclass
+class ReleaseConfig:
+    architecture: str
+    model_config: dict[str, Any]
+    feature_config: FeatureConfig
+    decode_config: DecodeConfig = field(default_factory=DecodeConfig)
+    amtcli_version: str = __version__
+    format_version: int = FORMAT_VERSION
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format_version": self.format_version,
+            "architecture": self.architecture,
+            "model_config": self.model_config,
+            "feature_config": to_dict(self.feature_config),
+            "decode_config": to_dict(self.decode_config),
+            "amtcli_version": self.amtcli_version,
+            "extra": self.extra,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], *, where: str = "config.json") -> "ReleaseConfig":
+        fmt = data.get("format_version")
+        if fmt != FORMAT_VERSION:
+            raise ConfigMismatch(f"{where}: release format {fmt!r} is not supported (this amt reads {FORMAT_VERSION})")
+        try:
+            return cls(
+                architecture=data["architecture"],
+                model_config=dict(data.get("model_config") or {}),
+                feature_config=from_dict(FeatureConfig, data.get("feature_config")),
+                decode_config=from_dict(DecodeConfig, data.get("decode_config")),
+                amtcli_version=data.get("amtcli_version", "?"),
+                format_version=fmt,
+                extra=dict(data.get("extra") or {}),
+            )
+        except KeyError as exc:
+            raise ConfigMismatch(f"{where}: missing field {exc}") from None
+
+
+def read_release_config(folder: str | os.PathLike) -> ReleaseConfig:
+    folder = Path(folder)
+    path = folder / CONFIG_NAME
+    if not path.is_file():
+        raise ModelNotFound(f"{folder}: not a release folder (no {CONFIG_NAME})")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigMismatch(f"{path}: not valid JSON ({exc})") from None
+    return ReleaseConfig.from_json(data, where=str(path))
+
+
+def save_release(
+    model,
+    folder: str | os.PathLike,
+    *,
+    decode_config: DecodeConfig | None = None,
+    card: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``model`` (an amt architecture) as a release folder. Returns the folder."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    cfg = ReleaseConfig(
+        architecture=model.arch,
+        model_config=to_dict(model.config),
+        feature_config=model.feature_config,
+        decode_config=decode_config or DecodeConfig(),
+        extra=extra or {},
+    )
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tmp = folder / f".{WEIGHTS_NAME}.tmp"
+    save_file(state, str(tmp), metadata={"architecture": model.arch, "format_version": str(FORMAT_VERSION)})
+    os.replace(tmp, folder / WEIGHTS_NAME)
+    (folder / CONFIG_NAME).write_text(json.dumps(cfg.to_json(), indent=2) + "\n")
+    if card is not None:
+        (folder / CARD_NAME).write_text(card)
+    return folder
+
+
+def load_release(folder: str | os.PathLike, *, device: str = "cpu", expect_features: FeatureConfig | None = None):
+    """Build the architecture named in ``config.json`` and load ``model.safetensors`` with strict keys.
+
+    Returns ``(model, ReleaseConfig)``; the model is in eval mode on ``device``.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from ..nets import build_model
+
+    folder = Path(folder)
+    cfg = read_release_config(folder)
+    if expect_features is not None and expect_features != cfg.feature_config:
+        raise ConfigMismatch(
+            f"{folder}: the model was trained on features {cfg.feature_config} but {expect_features} were given"
+        )
+    weights = folder / WEIGHTS_NAME
+    if not weights.is_file():
+        raise ModelNotFound(f"{folder}: no {WEIGHTS_NAME}")
+    model = build_model(cfg.architecture, cfg.model_config, cfg.feature_config)
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError) as exc:
+        raise ConfigMismatch(f"{weights}: unreadable weights ({exc})") from None
+    missing, unexpected = set(model.state_dict()) - set(state), set(state) - set(model.state_dict())
+    if missing or unexpected:
+        raise ConfigMismatch(
+            f"{weights}: weights do not match architecture {cfg.architecture!r} "
+            f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})"
+        )
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ConfigMismatch(f"{weights}: {str(exc).splitlines()[0]}") from None
+    return model.to(device).eval(), cfg
