@@ -60,6 +60,28 @@ class DecodeConfig:
     use_offset: bool = True
 
 
+@dataclass(frozen=True)
+class TrainConfig:
+    """The training loop. ``precision``: auto (bf16 autocast on CPU, fp16 AMP on CUDA), fp32, bf16."""
+
+    steps: int = 20000
+    batch_size: int = 8
+    crop_s: float = 10.0
+    lr: float = 1e-3
+    lr_min: float = 5e-5
+    warmup_steps: int = 200
+    weight_decay: float = 0.0
+    clip_grad: float = 3.0
+    pitch_balanced: bool = False
+    precision: str = "auto"
+    val_every: int = 500
+    val_items: int = 32
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 3
+    seed: int = 0
+    threads: int = 0  # 0: torch's default
+
+
 def to_dict(obj: Any) -> dict[str, Any]:
     """A dataclass as a JSON-ready dict (nested dataclasses included)."""
     return dataclasses.asdict(obj)
@@ -90,4 +112,4 @@ def override(obj: T, **changes: Any) -> T:
     return dataclasses.replace(obj, **changes) if changes else obj  # type: ignore[type-var]
 
 
-__all__ = ["FeatureConfig", "DecodeConfig", "to_dict", "from_dict", "override", "MIDI_MIN", "N_KEYS", "field"]
+__all__ = ["FeatureConfig", "DecodeConfig", "TrainConfig", "to_dict", "from_dict", "override", "MIDI_MIN", "N_KEYS", "field"]

@@ -1,1 +1,1 @@
-"""inference."""
+"""Inference: chunking, decoding posteriors into notes, and the transcribe API."""

@@ -15,6 +15,7 @@ from ..errors import BadInput
 # name -> (module, model class, config class)
 ARCHITECTURES: dict[str, tuple[str, str, str]] = {
     "unet-bilstm": ("amtcli.nets.unet_bilstm", "UNetBiLSTM", "UNetBiLSTMConfig"),
+    "embedding": ("amtcli.nets.embedding", "AudioScoreEmbedding", "EmbeddingConfig"),
 }
 
 

@@ -1,1 +1,1 @@
-"""training."""
+"""Training: data for transcribers, the loop, losses, checkpoints."""

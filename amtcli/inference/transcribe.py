@@ -1,0 +1,148 @@
+"""The transcribe API: audio (file or array) -> features -> posteriors -> notes."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ..config import DecodeConfig, FeatureConfig
+from ..errors import BadInput, MissingDependency
+from ..notes import NoteArray
+from .chunking import run_chunked
+from .decoding import decode_frames
+
+
+def resolve_device(device: str = "auto") -> str:
+    """``auto`` -> ``cuda`` when available, else ``cpu``; ``cuda`` without CUDA is an error."""
+    import torch
+
+    device = (device or "auto").lower()
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise MissingDependency(f"--device {device}: CUDA is not available on this machine (use --device cpu)")
+        return device
+    if device != "cpu":
+        raise BadInput(f"unknown device {device!r} (use auto, cpu, cuda or cuda:N)")
+    return device
+
+
+@dataclass
+class Transcription:
+    """Everything one run produced: notes, and the posteriors ``(n_frames, 88)`` they were decoded from."""
+
+    notes: NoteArray
+    posteriors: dict[str, np.ndarray]
+    features: np.ndarray | None
+    frame_rate: float
+    duration_s: float
+
+
+def _as_model(model: Any, device: str):
+    """A zoo spec, a loaded model, or ``(model, release_config)`` -> ``(model, DecodeConfig)``."""
+    if isinstance(model, (str, os.PathLike)):
+        from ..zoo import load_model
+
+        model, cfg = load_model(str(model), device=device)
+        return model, cfg.decode_config
+    if isinstance(model, tuple):
+        model, cfg = model
+        return model.to(device).eval(), cfg.decode_config
+    return model.to(device).eval(), DecodeConfig()
+
+
+def posteriors_from_features(
+    model,
+    features: np.ndarray,
+    *,
+    device: str = "cpu",
+    chunk_s: float = 20.0,
+    margin_s: float = 2.0,
+    batch_size: int = 4,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> dict[str, np.ndarray]:
+    """Run a transcriber over features ``(n_frames, n_bins)`` in overlapping chunks.
+
+    Returns probabilities ``(n_frames, 88)`` for onset, frame, offset and velocity.
+    """
+    import torch
+
+    fc: FeatureConfig = model.feature_config
+    chunk_frames = max(16, int(round(chunk_s * fc.frame_rate)))
+    margin_frames = max(0, int(round(margin_s * fc.frame_rate)))
+    use_bf16 = device == "cpu" and os.environ.get("AMT_BF16", "1") == "1" and torch.backends.mkldnn.is_available()
+
+    def fn(batch: np.ndarray) -> dict[str, np.ndarray]:
+        x = torch.from_numpy(batch).to(device)
+        with torch.inference_mode(), torch.autocast(device_type="cpu", dtype=torch.bfloat16, enabled=use_bf16):
+            probs = model.predict(x)
+        return {k: v.float().cpu().numpy() for k, v in probs.items()}
+
+    return run_chunked(
+        features, fn, chunk_frames=chunk_frames, margin_frames=margin_frames, batch_size=batch_size, on_progress=on_progress
+    )
+
+
+def transcribe_full(
+    audio: str | os.PathLike | np.ndarray,
+    *,
+    model: Any = "synthetic",
+    device: str = "auto",
+    decode: DecodeConfig | None = None,
+    sample_rate: int | None = None,
+    chunk_s: float = 20.0,
+    keep_features: bool = False,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> Transcription:
+    """Like :func:`transcribe` but returns a :class:`Transcription` with the posteriors."""
+    from ..audio.features import compute_features
+    from ..audio.io import load_audio
+
+    device = resolve_device(device)
+    net, default_decode = _as_model(model, device)
+    fc: FeatureConfig = net.feature_config
+    if isinstance(audio, (str, os.PathLike)):
+        samples = load_audio(Path(audio), sample_rate=fc.sample_rate)
+    else:
+        samples = np.asarray(audio, dtype=np.float32)
+        if samples.ndim != 1:
+            raise BadInput(f"audio array must be mono (n_samples,), got shape {samples.shape}")
+        if sample_rate is not None and sample_rate != fc.sample_rate:
+            import soxr
+
+            samples = soxr.resample(samples, sample_rate, fc.sample_rate).astype(np.float32)
+    duration_s = len(samples) / fc.sample_rate
+    features = compute_features(samples, config=fc)
+    del samples
+    post = posteriors_from_features(net, features, device=device, chunk_s=chunk_s, on_progress=on_progress)
+    cfg = decode or default_decode
+    notes = decode_frames(
+        post["onset"], post["frame"], offset=post.get("offset"), velocity=post.get("velocity"),
+        frame_rate=fc.frame_rate, config=cfg, fmin_midi=fc.fmin_midi,
+    )
+    return Transcription(notes, post, features if keep_features else None, fc.frame_rate, duration_s)
+
+
+def transcribe(
+    audio: str | os.PathLike | np.ndarray,
+    *,
+    model: Any = "synthetic",
+    device: str = "auto",
+    decode: DecodeConfig | None = None,
+    sample_rate: int | None = None,
+    chunk_s: float = 20.0,
+) -> NoteArray:
+    """Transcribe a file path or a float32 mono array into notes.
+
+    ``model`` is a zoo name, a release folder, ``hf://owner/repo[@rev]``, or a loaded model.
+    ``sample_rate`` is the rate of an array input (default: the model's, 16 kHz).
+    Returns a :class:`~amtcli.notes.NoteArray`.
+    """
+    return transcribe_full(
+        audio, model=model, device=device, decode=decode, sample_rate=sample_rate, chunk_s=chunk_s
+    ).notes
