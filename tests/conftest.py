@@ -51,3 +51,54 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.skip(reason="needs CUDA"))
         if "data" in item.keywords and not SHARED_DATA.is_dir():
             item.add_marker(pytest.mark.skip(reason="needs ../shared/data"))
+
+
+def render_sines(notes, *, duration_s: float, sample_rate: int = 16000) -> np.ndarray:
+    """Additive harmonic tones with a decaying envelope for each note: a stand-in instrument."""
+    n = int(duration_s * sample_rate)
+    out = np.zeros(n, np.float32)
+    for on, off, p, v in zip(notes.onset_s, notes.offset_s, notes.pitch, notes.velocity):
+        a, b = int(on * sample_rate), min(n, int(off * sample_rate))
+        if b <= a:
+            continue
+        t = np.arange(b - a) / sample_rate
+        f0 = 440.0 * 2 ** ((p - 69) / 12)
+        tone = sum(np.sin(2 * np.pi * h * f0 * t) / h for h in (1, 2, 3) if h * f0 < sample_rate / 2)
+        env = np.exp(-3 * t) * np.minimum(1, t / 0.005) * np.minimum(1, (b - a - np.arange(b - a)) / 80)
+        out[a:b] += (v / 127) * 0.2 * tone * env
+    return out
+
+
+def write_sine_dataset(root: Path, *, n_items: int = 6, duration_s: float = 4.0, seed: int = 0) -> Path:
+    """A dataset in the `amt synth` layout, rendered with :func:`render_sines` (no FluidSynth needed)."""
+    import json
+
+    from amtcli.audio.io import save_audio
+    from amtcli.notes import NoteArray, notes_to_midi
+
+    rng = np.random.default_rng(seed)
+    (root / "audio").mkdir(parents=True, exist_ok=True)
+    (root / "labels").mkdir(exist_ok=True)
+    rows = []
+    for i in range(n_items):
+        rows_n = []
+        t = 0.1
+        while t < duration_s - 0.6:
+            p = int(rng.integers(48, 84))
+            d = float(rng.uniform(0.2, 0.5))
+            rows_n.append((t, t + d, p, int(rng.integers(40, 120))))
+            t += float(rng.uniform(0.15, 0.4))
+        notes = NoteArray.from_lists(rows_n)
+        audio = render_sines(notes, duration_s=duration_s)
+        item = f"item{i:03d}"
+        save_audio(root / "audio" / f"{item}.flac", audio, sample_rate=16000)
+        notes_to_midi(notes, root / "labels" / f"{item}.mid", program=0)
+        split = "validation" if i == n_items - 1 else "train"
+        rows.append({"id": item, "audio": f"audio/{item}.flac", "label": f"labels/{item}.mid", "features": None, "split": split, "duration_s": duration_s})
+    (root / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return root
+
+
+@pytest.fixture(scope="session")
+def sine_dataset(tmp_path_factory):
+    return write_sine_dataset(tmp_path_factory.mktemp("sines"))
