@@ -32,3 +32,4 @@ def main(
 # Each command module registers itself on ``app`` when imported.
 from . import transcribe  # noqa: E402,F401
 from . import train  # noqa: E402,F401
+from . import synth  # noqa: E402,F401
