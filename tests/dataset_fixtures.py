@@ -180,6 +180,6 @@ def write_synthetic(root: Path, n: int = 5, *, splits=("train", "train", "valida
 def write_pairs(root: Path, stems: list[str], *, midi_suffix: str = ".mid", audio_duration_s: float = 1.2) -> Path:
     """``stems`` may contain sub-folders (``a/take1``)."""
     for stem in stems:
-        write_wav(root / f"{stem}.wav", audio_duration_s)
+        write_wav(root / f"{stem}.wav", audio_duration_s, freq_hz=220.0 + sum(map(ord, stem)) % 200)  # distinct audio
         notes_to_midi(notes_for(stem), root / f"{stem}{midi_suffix}", program=0)
     return root
