@@ -1,0 +1,101 @@
+"""Retrieval measures against hand-computed ranks, chance levels, and the evaluation on a tiny dataset."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from amtcli.evaluation.retrieval import (
+    chance_metrics,
+    chance_transcription_measure,
+    ranks_from_similarity,
+    retrieval_metrics,
+    score_retrieval,
+    transcription_measure,
+)
+
+
+def test_ranks_by_hand():
+    sim = np.array(
+        [
+            [0.9, 0.1, 0.2, 0.0],  # own match best -> rank 1
+            [0.5, 0.3, 0.4, 0.1],  # 0.5 and 0.4 beat 0.3 -> rank 3
+            [0.2, 0.8, 0.1, 0.9],  # everything beats 0.1 -> rank 4
+            [0.0, 0.6, 0.0, 0.5],  # only 0.6 beats it -> rank 2
+        ]
+    )
+    assert ranks_from_similarity(sim).tolist() == [1, 3, 4, 2]
+
+
+def test_ties_count_against_the_query():
+    assert ranks_from_similarity(np.ones((3, 3))).tolist() == [3, 3, 3]
+
+
+def test_metrics_by_hand():
+    m = retrieval_metrics(np.array([1, 3, 4, 2]), ks=(1, 2, 25))
+    assert m["R@1"] == 0.25 and m["R@2"] == 0.5 and m["R@25"] == 1.0
+    assert m["MRR"] == pytest.approx((1 + 1 / 3 + 1 / 4 + 1 / 2) / 4)
+    assert m["MR"] == 2.5
+
+
+def test_chance_matches_random_rankings(rng):
+    n = 50
+    c = chance_metrics(n)
+    assert c["R@1"] == 1 / 50 and c["R@5"] == 5 / 50 and c["R@25"] == 0.5
+    assert c["MRR"] == pytest.approx(sum(1 / k for k in range(1, 51)) / 50)
+    assert c["MR"] == 25.5
+    # a simulation of random similarity agrees with the expectations
+    ranks = np.concatenate([ranks_from_similarity(rng.random((n, n))) for _ in range(200)])
+    sim = retrieval_metrics(ranks)
+    assert sim["R@5"] == pytest.approx(c["R@5"], abs=0.01)
+    assert sim["MRR"] == pytest.approx(c["MRR"], abs=0.01)
+    assert abs(sim["MR"] - c["MR"]) <= 1.0
+
+
+def test_transcription_measure_by_hand():
+    true = np.zeros((2, 2, 3))
+    pred = np.zeros((2, 2, 3))
+    true[0, :, 0] = 1  # 2 cells
+    pred[0, 0, 0] = pred[0, 0, 1] = 1  # 1 TP, 1 FP, 1 FN
+    true[1, 0, 2] = pred[1, 0, 2] = 1  # 1 TP
+    assert transcription_measure(pred, true) == pytest.approx(2 / 2)
+    assert transcription_measure(true, true) == float("inf")
+
+
+def test_chance_transcription_measure_by_hand():
+    rolls = np.zeros((2, 1, 2))
+    rolls[0, 0, 0] = 1
+    rolls[1, 0, :] = 1
+    # pairs (i, j): (0,0) TP1 err0; (0,1) TP1 err1; (1,0) TP1 err1; (1,1) TP2 err0 -> TP 5/2, errors 2/2
+    assert chance_transcription_measure(rolls) == pytest.approx(2.5 / 1.0)
+
+
+def test_score_retrieval_perfect_embedding():
+    rolls = np.eye(4).reshape(4, 1, 4)
+    emb = np.eye(4, dtype=np.float32)
+    m = score_retrieval(emb, emb, rolls)
+    assert m["R@1"] == 1.0 and m["MRR"] == 1.0 and m["MR"] == 1.0 and m["TM"] == float("inf")
+    # a shuffled score side: every nearest neighbour is wrong
+    m = score_retrieval(emb, emb[[1, 2, 3, 0]], rolls)
+    assert m["R@1"] == 0.0 and m["MR"] == 4.0 and m["TM"] == 0.0
+
+
+def test_evaluate_on_tiny_dataset(tmp_path):
+    import torch
+
+    from amtcli.config import FeatureConfig
+    from amtcli.datasets.embedding_pairs import load_pair_items
+    from amtcli.evaluation.retrieval import evaluate_retrieval
+    from amtcli.nets import build_model
+    from test_embedding import TINY, make_pair_dataset
+
+    root = make_pair_dataset(tmp_path, n_pieces=3, renders=2, splits=["test"] * 3, duration_s=4.0)
+    items = load_pair_items(root, feature_config=FeatureConfig(), splits=["test"])
+    torch.manual_seed(1)
+    report = evaluate_retrieval(build_model("embedding", TINY), items, n_snippets=7, seed=0)
+    assert report.n == 7 and report.n_pieces == 3
+    assert set(report.rows) == {"model", "untrained", "chance"}
+    assert report.rows["chance"]["R@1"] == pytest.approx(1 / 7)
+    assert report.rows["chance"]["MR"] == 4.0
+    for row in report.rows.values():
+        assert 0 <= row["R@1"] <= row["R@5"] <= row["R@25"] == 1.0
