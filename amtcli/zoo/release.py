@@ -96,7 +96,10 @@ def save_release(
     )
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     tmp = folder / f".{WEIGHTS_NAME}.tmp"
-    save_file(state, str(tmp), metadata={"architecture": model.arch, "format_version": str(FORMAT_VERSION)})
+    # One metadata key: safetensors writes a multi-key metadata dict in random order, and a release
+    # must be byte-for-byte reproducible (the registry pins its sha256).
+    meta = json.dumps({"architecture": model.arch, "format_version": FORMAT_VERSION}, sort_keys=True)
+    save_file(state, str(tmp), metadata={"amtcli": meta})
     os.replace(tmp, folder / WEIGHTS_NAME)
     (folder / CONFIG_NAME).write_text(json.dumps(cfg.to_json(), indent=2) + "\n")
     if card is not None:
