@@ -33,3 +33,4 @@ def main(
 from . import transcribe  # noqa: E402,F401
 from . import train  # noqa: E402,F401
 from . import synth  # noqa: E402,F401
+from . import evaluate  # noqa: E402,F401

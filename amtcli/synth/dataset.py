@@ -305,6 +305,8 @@ def plan_items(source: Source, notes: NoteArray, config: SynthConfig, renders: l
             from .oneshot import draw_timbres
 
             plan.extra = draw_timbres(bank, config.mix_alpha, rng)
+            prog = bank.timbres[plan.extra["timbres"][0]].program  # labels name the main timbre's program
+            plan.notes = NoteArray(part.onset_s, part.offset_s, part.pitch, part.velocity, np.full(len(part), prog))
         plans.append(plan)
     return plans, problems
 
@@ -316,9 +318,10 @@ def _render_plans(plans: list[_Plan], config: SynthConfig, *, bank=None, max_bat
         from .oneshot import render_oneshot
 
         for i, p in enumerate(plans):
-            out[i] = render_oneshot(p.notes, bank=bank, duration_s=p.duration_s, sample_rate=config.sample_rate, **{
-                k: p.extra[k] for k in ("main", "sub", "alpha")
-            })
+            out[i] = render_oneshot(
+                p.notes, bank=bank, timbres=p.extra["timbres"], alpha=p.extra["alpha"],
+                duration_s=p.duration_s, sample_rate=config.sample_rate,
+            )
         return out  # type: ignore[return-value]
     from .soundfont import render_batch
 
