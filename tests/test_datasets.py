@@ -189,8 +189,12 @@ def test_synthetic_reader_uses_manifest_splits(tmp_path):
     train = load_dataset("synthetic", root=root, split="train")
     assert [it.id for it in train] == ["item000", "item001"] and train[0].piece == "piece0"
     assert len(train[1].load_notes()) == 4
-    (root / "manifest.jsonl").write_text((root / "manifest.jsonl").read_text() + "{not json\n")
-    with pytest.raises(DatasetNotFound, match="manifest.jsonl:6"):
+    good = (root / "manifest.jsonl").read_text()
+    (root / "manifest.jsonl").write_text(good + '{"id": "item005", "aud')  # torn by an interrupted amt synth
+    torn = load_dataset("synthetic", root=root, split="all")
+    assert len(torn) == 5 and "torn" in torn.skipped[0][1]
+    (root / "manifest.jsonl").write_text("{not json\n" + good)
+    with pytest.raises(DatasetNotFound, match="manifest.jsonl:1"):
         load_dataset("synthetic", root=root)
 
 

@@ -31,34 +31,36 @@ def read_synthetic(root: Path, **_) -> ItemList:
         raise DatasetNotFound(f"synthetic: no {MANIFEST} in {root}. Expected layout: {INFO.layout}. Make one with {INFO.source}.")
     items, skipped = [], []
     with open(manifest, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
+        lines = [(number, line) for number, line in enumerate(f, 1) if line.strip()]
+    for number, line in lines:
+        try:
+            rec = json.loads(line)
+            item_id, audio, label, split = rec["id"], root / rec["audio"], root / rec["label"], rec["split"]
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            if number == lines[-1][0] and isinstance(exc, json.JSONDecodeError):
+                skipped.append((f"{manifest}:{number}", "torn last line (an interrupted `amt synth`)"))
                 continue
-            try:
-                rec = json.loads(line)
-                item_id, audio, label, split = rec["id"], root / rec["audio"], root / rec["label"], rec["split"]
-            except (json.JSONDecodeError, KeyError, TypeError) as exc:
-                raise DatasetNotFound(f"synthetic: {manifest}:{number}: not a manifest line ({exc})") from None
-            if split not in SPLITS:
-                skipped.append((str(audio), f"unknown split {split!r}"))
-                continue
-            if not audio.is_file() or not label.is_file():
-                skipped.append((str(audio), "audio or label file missing"))
-                continue
-            duration = rec.get("duration_s")
-            items.append(
-                Item(
-                    id=str(item_id),
-                    dataset="synthetic",
-                    piece=str(next((rec[k] for k in PIECE_FIELDS if rec.get(k)), item_id)),
-                    split=split,
-                    audio=audio,
-                    label=label,
-                    label_kind="midi",
-                    sustain=True,
-                    duration_s=float(duration) if duration is not None else None,
-                )
+            raise DatasetNotFound(f"synthetic: {manifest}:{number}: not a manifest line ({exc})") from None
+        if split not in SPLITS:
+            skipped.append((str(audio), f"unknown split {split!r}"))
+            continue
+        if not audio.is_file() or not label.is_file():
+            skipped.append((str(audio), "audio or label file missing"))
+            continue
+        duration = rec.get("duration_s")
+        items.append(
+            Item(
+                id=str(item_id),
+                dataset="synthetic",
+                piece=str(next((rec[k] for k in PIECE_FIELDS if rec.get(k)), item_id)),
+                split=split,
+                audio=audio,
+                label=label,
+                label_kind="midi",
+                sustain=True,
+                duration_s=float(duration) if duration is not None else None,
             )
+        )
     if not items:
         raise DatasetNotFound(f"synthetic: {manifest} lists no item whose audio and label files exist")
     return ItemList(items, root=root, skipped=skipped)

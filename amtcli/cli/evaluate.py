@@ -1,0 +1,261 @@
+"""`amt evaluate`: standard transcription metrics on a dataset, for our models or any tool's MIDI
+files, optionally under noise at several SNRs.
+
+The command is a dispatcher over tasks (``--task``); each task is one function taking the parsed
+options. Only ``transcription`` exists; another task (e.g. embedding retrieval) is one more entry
+in ``_TASKS``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from . import app
+from .common import DeviceOpt, OverwriteOpt, console, err_console, handle_errors, progress
+
+RESERVED_TASKS = ("retrieval",)
+
+
+def _fmt(value: Optional[float]) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
+def _check_outputs(paths: list[Optional[Path]], *, overwrite: bool) -> None:
+    from ..errors import BadInput, OutputExists
+
+    for path in paths:
+        if path is None:
+            continue
+        if path.is_dir():
+            raise BadInput(f"{path} is a folder; give a file name")
+        if path.exists() and not overwrite:
+            raise OutputExists(f"{path} already exists (use --overwrite to replace it)")
+
+
+def _unique_names(systems) -> None:
+    seen: dict[str, int] = {}
+    for s in systems:
+        n = seen.get(s.name, 0)
+        seen[s.name] = n + 1
+        if n:
+            s.name = f"{s.name} ({n + 1})"
+
+
+def _render_aggregates(runs, *, title: str) -> None:
+    from rich.table import Table
+
+    from ..evaluation.metrics import METRIC_LABELS, METRICS
+
+    table = Table(title=title, title_justify="left")
+    table.add_column("System")
+    if any(r.condition.snr_db is not None for r in runs):
+        table.add_column("Condition")
+    table.add_column("Metric")
+    for scope in ("micro", "macro"):
+        for k in ("P", "R", "F1"):
+            table.add_column(f"{scope}\n{k}", justify="right")
+    with_condition = any(r.condition.snr_db is not None for r in runs)
+    for ri, run in enumerate(runs):
+        agg = run.aggregate()
+        for mi, metric in enumerate(METRICS):
+            cells = []
+            for scope in ("micro", "macro"):
+                s = agg[scope][metric]
+                cells += [_fmt(None if s is None else s[k]) for k in ("precision", "recall", "f1")]
+            head = [run.system if mi == 0 else ""]
+            if with_condition:
+                head.append(run.condition.name if mi == 0 else "")
+            table.add_row(*head, METRIC_LABELS[metric], *cells, end_section=mi == len(METRICS) - 1 and ri < len(runs) - 1)
+    console().print(table)
+
+
+def _render_per_file(run) -> None:
+    from rich.table import Table
+
+    from ..evaluation.metrics import METRIC_LABELS, METRICS
+
+    table = Table(title=f"{run.system} · {run.condition.name} · per file (F1)", title_justify="left")
+    table.add_column("File", overflow="fold")
+    table.add_column("ref", justify="right")
+    table.add_column("est", justify="right")
+    for metric in METRICS:
+        table.add_column(METRIC_LABELS[metric], justify="right")
+    for f in run.files:
+        note = f.counts["note"]
+        table.add_row(
+            f.item_id, str(note.n_ref), str(note.n_est),
+            *(_fmt(None if f.counts[m] is None else f.counts[m].f1) for m in METRICS),
+        )
+    console().print(table)
+
+
+def _render_robustness(runs, *, noise: str) -> None:
+    from rich.table import Table
+
+    from ..evaluation.robustness import f1_by_condition
+
+    systems, conditions, note = f1_by_condition(runs, metric="note")
+    _, _, frame = f1_by_condition(runs, metric="frame")
+    table = Table(title=f"F1 against SNR ({noise} noise, micro)", title_justify="left")
+    table.add_column("SNR")
+    for s in systems:
+        table.add_column(f"{s} note F1", justify="right")
+        table.add_column(f"{s} frame F1", justify="right")
+    for c in conditions:
+        label = "clean" if c.snr_db is None else f"{c.snr_db:g} dB"
+        row = [label]
+        for s in systems:
+            row += [_fmt(note.get((s, c))), _fmt(frame.get((s, c)))]
+        table.add_row(*row)
+    console().print(table)
+
+
+def _run_transcription(opts: dict) -> None:
+    from ..datasets import dataset_info, load_dataset, select_split
+    from ..errors import BadInput
+    from ..evaluation.reports import plot_robustness, write_csv, write_json
+    from ..evaluation.robustness import snr_conditions
+    from ..evaluation.suites import CLEAN, ModelSystem, PredictionFolder, parse_snrs, run_evaluation
+
+    models, predictions = opts["model"] or [], opts["predictions"] or []
+    if not models and not predictions:
+        raise BadInput("nothing to score: give --model NAME (run our transcriber) or --predictions DIR (MIDI files of any tool)")
+    from ..audio.noise import NOISE_KINDS
+
+    if opts["noise"] not in NOISE_KINDS:
+        raise BadInput(f"unknown --noise {opts['noise']!r} (choose from {', '.join(NOISE_KINDS)})")
+    snrs = parse_snrs(opts["snr"]) if opts["snr"] else None
+    if snrs and predictions:
+        raise BadInput(
+            "--snr needs --model only: prediction files were made from clean audio and amt cannot re-run the "
+            "tool that wrote them"
+        )
+    if opts["plot"] is not None and not snrs:
+        raise BadInput("--plot draws F1 against SNR; give --snr too (e.g. --snr 30,20,10,0,-5)")
+    if opts["plot"] is not None and opts["plot"].suffix.lower() not in (".png", ".pdf", ".svg"):
+        raise BadInput(f"--plot {opts['plot']}: give a .png, .pdf or .svg file name")
+    _check_outputs([opts["json"], opts["csv"], opts["plot"]], overwrite=opts["overwrite"])
+
+    name = opts["dataset"]
+    dataset_info(name)  # unknown names fail here, before anything is read
+    split = opts["split"] or ("all" if name == "pairs" else "test")
+    everything = load_dataset(
+        name, root=opts["root"], split="all", split_seed=opts["split_seed"],
+        audio_variant=opts["audio_variant"], annotation=opts["annotation"],
+    )
+    items = select_split(everything, split)
+    if not items:
+        counts: dict[str, int] = {}
+        for it in everything:
+            counts[it.split] = counts.get(it.split, 0) + 1
+        have = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+        raise BadInput(f"{name}: no recordings in split {split!r} (found: {have}); choose another --split, or --split all")
+    if opts["limit"]:
+        items = items[: opts["limit"]]
+
+    systems = []
+    for d in predictions:
+        systems.append(PredictionFolder(d))
+    for m in models:
+        systems.append(ModelSystem(m, device=opts["device"]))
+    _unique_names(systems)
+    for s in systems:  # fail early: bad model specs, unmatched prediction files
+        if isinstance(s, ModelSystem):
+            s.load()
+        else:
+            s.match(items, root=everything.root)
+    conditions = snr_conditions(snrs, noise=opts["noise"]) if snrs else [CLEAN]
+
+    skipped = f"; {len(everything.skipped)} skipped (no audio or annotation)" if everything.skipped else ""
+    err_console().print(
+        f"{name} ({everything.root}), split {split}: {len(items)} recording(s){skipped}; "
+        f"{len(systems)} system(s) x {len(conditions)} condition(s)",
+        soft_wrap=True,
+    )
+    with progress() as bar:
+        task = bar.add_task("evaluating", total=len(items) * len(systems), info="")
+
+        def step(message: str) -> None:
+            bar.update(task, advance=1, info=message)
+
+        runs = run_evaluation(items, systems, conditions=conditions, seed=opts["seed"], root=everything.root, on_step=step)
+
+    if opts["per_file"]:
+        for run in runs:
+            _render_per_file(run)
+    clean = [r for r in runs if r.condition.snr_db is None]
+    _render_aggregates(clean, title=f"{name} · {split} · {len(items)} recording(s) · clean audio")
+    if snrs:
+        _render_robustness(runs, noise=opts["noise"])
+
+    meta = {
+        "dataset": {
+            "name": name, "root": str(everything.root), "split": split, "split_seed": opts["split_seed"],
+            "audio_variant": opts["audio_variant"], "annotation": opts["annotation"], "n_items": len(items),
+        },
+        "systems": [{"name": s.name, "kind": s.kind, "source": str(getattr(s, "folder", getattr(s, "spec", "")))} for s in systems],
+        "noise": {"snr_db": snrs, "kind": opts["noise"], "seed": opts["seed"]} if snrs else None,
+        "clip_to_audio": True,
+    }
+    if opts["json"] is not None:
+        write_json(opts["json"], runs, meta=meta)
+        console().print(f"wrote {opts['json']}")
+    if opts["csv"] is not None:
+        write_csv(opts["csv"], runs)
+        console().print(f"wrote {opts['csv']}")
+    if opts["plot"] is not None:
+        plot_robustness(opts["plot"], runs, title=f"{name} · {split}: F1 under {opts['noise']} noise")
+        console().print(f"wrote {opts['plot']}")
+
+
+_TASKS = {"transcription": _run_transcription}
+
+
+@app.command()
+@handle_errors
+def evaluate(
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="maps, guitarset, maestro, synthetic (an `amt synth` folder) or pairs (audio + same-stem MIDI).")] = "pairs",
+    root: Annotated[Optional[Path], typer.Option("--root", help="The dataset folder (default: $AMT_DATA/<dataset>).")] = None,
+    split: Annotated[Optional[str], typer.Option("--split", help="train, validation, test or all (default: test; all for pairs).")] = None,
+    split_seed: Annotated[int, typer.Option("--split-seed", help="Seed of the 80/10/10 split by piece (datasets without an official split).")] = 0,
+    audio_variant: Annotated[Optional[str], typer.Option("--audio-variant", help="GuitarSet audio: mono-mic (default), mono-pickup_mix, hex-pickup_original, hex-pickup_debleeded.")] = None,
+    annotation: Annotated[Optional[str], typer.Option("--annotation", help="MAPS labels: mid (default when present; velocities, pedal) or txt.")] = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Only the first N recordings (by id).")] = None,
+    model: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="Our model to run: zoo name, release folder or hf://owner/repo@rev. Repeat to compare.")] = None,
+    predictions: Annotated[Optional[list[Path]], typer.Option("--predictions", "-p", help="Folder of MIDI files from any tool, named like the audio (<stem>.mid). Repeat to compare.")] = None,
+    device: DeviceOpt = "auto",
+    snr: Annotated[Optional[str], typer.Option("--snr", help="Also evaluate with noise at these SNRs in dB, e.g. 30,20,10,0,-5 (models only).")] = None,
+    noise: Annotated[str, typer.Option("--noise", help="Noise colour for --snr: white, pink or brown.")] = "white",
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the noise (each file's noise is fixed by seed and file id).")] = 0,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="With --snr: write F1 against SNR as a .png (or .pdf, .svg).")] = None,
+    per_file: Annotated[bool, typer.Option("--per-file", help="Also show a row per recording.")] = False,
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="Write every score (per file and aggregate) as JSON.")] = None,
+    csv_path: Annotated[Optional[Path], typer.Option("--csv", help="Write per-file and aggregate rows as CSV.")] = None,
+    task: Annotated[str, typer.Option("--task", help="What to evaluate: transcription.")] = "transcription",
+    overwrite: OverwriteOpt = False,
+):
+    """Score transcriptions with the standard metrics (mir_eval): frame, note, note with offset,
+    note with offset and velocity; micro (pooled) and macro (mean per file) averages.
+
+    [bold]amt evaluate -d maestro --split test -m synthetic[/] — our model on MAESTRO's test split.
+    [bold]amt evaluate -d pairs --root takes/ -p other_tool_midi/ -m synthetic[/] — two tools side by side.
+    [bold]amt evaluate -d maps -m synthetic --snr 30,20,10,0,-5 --noise pink --plot snr.png[/] — robustness to noise.
+    """
+    from ..errors import BadInput
+
+    if task not in _TASKS:
+        if task in RESERVED_TASKS:
+            raise BadInput(f"--task {task} is not available in this version (available: {', '.join(_TASKS)})")
+        raise BadInput(f"unknown --task {task!r} (available: {', '.join(_TASKS)})")
+    _TASKS[task](
+        {
+            "dataset": dataset, "root": root, "split": split, "split_seed": split_seed,
+            "audio_variant": audio_variant, "annotation": annotation, "limit": limit,
+            "model": model, "predictions": predictions, "device": device,
+            "snr": snr, "noise": noise, "seed": seed, "plot": plot, "per_file": per_file,
+            "json": json_path, "csv": csv_path, "overwrite": overwrite,
+        }
+    )
