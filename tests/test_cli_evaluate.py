@@ -133,3 +133,22 @@ def test_guitarset_with_predictions_has_no_velocity_score(tmp_path):
     assert result.exit_code == 0, result.output
     agg = json.loads(js.read_text())["runs"][0]["aggregate"]["micro"]
     assert agg["note"]["f1"] == 1.0 and agg["note_offset_velocity"] is None
+
+
+@pytest.mark.slow
+def test_model_end_to_end_with_snr_sweep(tmp_path):
+    """The bundled tiny random model through transcribe, a noise sweep, the plot and the JSON."""
+    root = write_pairs(tmp_path / "takes", ["take1"])
+    js, png = tmp_path / "r.json", tmp_path / "snr.png"
+    result = invoke("--root", root, "-m", "tiny-test", "--device", "cpu", "--snr", "10", "--noise", "brown",
+                    "--json", js, "--plot", png)
+    assert result.exit_code == 0, result.output
+    assert "F1 against SNR (brown noise" in result.stdout and "10 dB" in result.stdout
+    data = json.loads(js.read_text())
+    assert data["systems"][0]["kind"] == "model" and data["noise"] == {"snr_db": [10.0], "kind": "brown", "seed": 0}
+    assert [r["condition"] for r in data["runs"]] == ["clean", "10 dB brown"]
+    note = data["runs"][0]["files"][0]["note"]
+    assert note["n_ref"] == 4 and 0 <= note["tp"] <= note["n_est"]
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    bad = invoke("--root", root, "-m", "no-such-model")
+    assert bad.exit_code != 0 and "no-such-model" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1

@@ -154,13 +154,13 @@ def plot_robustness(
     if all_snrs:
         ax.set_xlim(max(all_snrs) + 2, min(all_snrs) - 2)  # cleaner audio on the left
         ax.set_xticks(all_snrs)
-    ax.set_ylim(0, 1.02)
+    ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("SNR (dB); dotted: clean audio")
     ax.set_ylabel(f"F1 ({scope})")
     noise = next((r.condition.noise for r in runs if r.condition.snr_db is not None), None)
     ax.set_title(title or (f"Transcription F1 under {noise} noise" if noise else "Transcription F1"))
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize="small", loc="lower left")
+    ax.legend(fontsize="small", loc="best")
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
