@@ -63,6 +63,15 @@ def test_json_and_csv_outputs_and_overwrite(pairs_and_preds, tmp_path):
     assert invoke("--root", root, "-p", preds, "--json", js, "--overwrite").exit_code == 0
 
 
+def test_limit_and_split(pairs_and_preds, tmp_path):
+    root, preds = pairs_and_preds
+    js = tmp_path / "l.json"
+    assert invoke("--root", root, "-p", preds, "--limit", "2", "--json", js).exit_code == 0
+    assert [f["id"] for f in json.loads(js.read_text())["runs"][0]["files"]] == ["sub/take3", "sub/take4"]
+    result = invoke("--root", root, "-p", preds, "--split", "train", "--json", js, "--overwrite")
+    assert result.exit_code == 0 and json.loads(js.read_text())["dataset"]["split"] == "train"
+
+
 def test_two_prediction_folders_side_by_side(pairs_and_preds, tmp_path):
     root, preds = pairs_and_preds
     other = tmp_path / "other"

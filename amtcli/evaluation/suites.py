@@ -67,6 +67,8 @@ class PredictionFolder:
 
     Files are found recursively. An item matches ``<audio stem>.mid`` or ``<item id>.mid``; when
     several files share that stem, the one in the same relative folder as the audio wins.
+    Files are read with sustain-pedal extension: a tool that writes pedal events means its notes
+    to sound until the pedal lifts (a no-op for files without pedal events).
     """
 
     kind = "predictions"
