@@ -26,8 +26,13 @@ from amtcli.zoo import hub, registry
 # ------------------------------------------------------------------------------------- registry
 
 
+@pytest.fixture(autouse=True)
+def shipped_registry(monkeypatch):
+    monkeypatch.delenv("AMT_REGISTRY", raising=False)
+
+
 def test_shipped_registry_is_valid_and_bundled_files_match_it():
-    entries = registry.load_registry()
+    entries = registry.load_registry(registry.REGISTRY_PATH)
     assert "tiny-test" in entries
     tiny = entries["tiny-test"]
     assert tiny.architecture == "unet-bilstm" and tiny.bundled == "tiny-test"
@@ -70,6 +75,17 @@ def test_registry_round_trip_and_entry_from_folder(tmp_path, toy_arch):
     assert entry.size == sum(len(b) for b in files.values())
     registry.save_registry({"toy": entry}, tmp_path / "r.json")
     assert registry.load_registry(tmp_path / "r.json")["toy"] == entry
+
+
+def test_amt_registry_replaces_the_shipped_registry(tmp_path, monkeypatch):
+    write_registry(tmp_path / "mine.json", {"only-mine": registry_entry({"config.json": b"{}", "model.safetensors": b"w"})})
+    monkeypatch.setenv("AMT_REGISTRY", str(tmp_path / "mine.json"))
+    assert list(registry.load_registry()) == ["only-mine"]
+    with pytest.raises(ModelNotFound, match="known names: only-mine"):
+        zoo.resolve("tiny-test")
+    monkeypatch.setenv("AMT_REGISTRY", str(tmp_path / "absent.json"))
+    with pytest.raises(ModelNotFound, match="registry is missing .*AMT_REGISTRY"):
+        zoo.resolve("tiny-test")
 
 
 def test_unknown_name_lists_known_names():
@@ -177,7 +193,7 @@ def test_corrupted_cached_file_is_deleted_and_fetched_again(toy_zoo):
     path = zoo.resolve("toy") / "config.json"
     blob = path.resolve()
     blob.write_bytes(blob.read_bytes().replace(b"toy-net", b"toy-NET"))
-    with pytest.raises(ChecksumError, match="config.json .* failed its checksum.*running again downloads it afresh"):
+    with pytest.raises(ChecksumError, match="config.json .* failed its checksum.*a retry downloads it again"):
         zoo.resolve("toy")
     assert not path.exists() and not blob.exists()
     assert zoo.resolve_spec("toy").source == "downloaded"

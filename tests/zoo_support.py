@@ -137,6 +137,7 @@ def hub_env(monkeypatch, tmp_path, fake_hub):
     monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("AMT_REGISTRY", raising=False)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     return fake_hub
 

@@ -34,3 +34,4 @@ from . import transcribe  # noqa: E402,F401
 from . import train  # noqa: E402,F401
 from . import synth  # noqa: E402,F401
 from . import evaluate  # noqa: E402,F401
+from . import models  # noqa: E402,F401

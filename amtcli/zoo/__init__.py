@@ -102,7 +102,7 @@ def _check_registry_file(path: Path, info: FileInfo, *, entry: ModelEntry, sourc
     hub.discard_cached(path)
     raise ChecksumError(
         f"model {entry.name!r}: {path.name} from {entry.repo_id}@{(entry.revision or '')[:12]} failed its checksum "
-        f"({got}); the {source} file was deleted from the Hub cache, so running again downloads it afresh"
+        f"({got}); the {source} file was deleted from the Hub cache, so a retry downloads it again"
     )
 
 
@@ -124,7 +124,7 @@ def _check_against_etag(path: Path, *, repo_id: str, revision: str, spec: str) -
         hub.discard_cached(path)
         raise ChecksumError(
             f"{spec}: {path.name} does not match the {kind} the Hub reported ({actual[:12]}…, expected "
-            f"{etag[:12]}…); the cached file was deleted, so running again downloads it afresh"
+            f"{etag[:12]}…); the file was deleted from the Hub cache, so a retry downloads it again"
         )
 
 

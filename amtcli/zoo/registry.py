@@ -1,6 +1,7 @@
 """The model registry: zoo names -> architecture, bundled folder, Hub repo + pinned revision, file sha256s.
 
-The registry is package data (``amtcli/zoo/registry.json``). Nobody edits hashes by hand:
+The registry is package data (``amtcli/zoo/registry.json``); ``AMT_REGISTRY=path.json`` replaces it
+(a private zoo, a mirror, a demo). Nobody edits hashes by hand:
 ``scripts/register_model.py`` (or :func:`entry_from_folder` + :func:`save_registry`) computes them
 from a release folder.
 
@@ -134,13 +135,20 @@ def git_blob_sha1(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def registry_path() -> Path:
+    """The registry in use: ``AMT_REGISTRY`` (a private zoo or a mirror) if set, else the shipped one."""
+    override = os.environ.get("AMT_REGISTRY", "").strip()
+    return Path(override).expanduser() if override else REGISTRY_PATH
+
+
 def load_registry(path: str | os.PathLike | None = None) -> dict[str, ModelEntry]:
-    """Read and validate the registry. Returns name -> :class:`ModelEntry`, in file order."""
-    path = Path(path) if path is not None else REGISTRY_PATH
+    """Read and validate the registry (default: :func:`registry_path`). Returns name -> :class:`ModelEntry`."""
+    path = Path(path) if path is not None else registry_path()
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
-        raise ModelNotFound(f"{path}: the model registry is missing (a broken install?)") from None
+        hint = "check AMT_REGISTRY" if os.environ.get("AMT_REGISTRY") else "a broken install?"
+        raise ModelNotFound(f"{path}: the model registry is missing ({hint})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BadInput(f"{path}: not valid JSON ({exc})") from None
     if data.get("format_version") != REGISTRY_FORMAT:
