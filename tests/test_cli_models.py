@@ -217,3 +217,21 @@ def test_exported_release_loads_through_the_zoo_by_path(run_dir, tmp_path, no_ne
     assert invoke("export", run_dir, "-o", out).exit_code == 0
     model, cfg = load_model(str(out))
     assert cfg.architecture == "unet-bilstm" and not model.training
+
+
+def test_hf_ref_download_and_info(hub_env, toy_arch, tmp_path):
+    from zoo_support import make_toy_release
+
+    files = make_toy_release(tmp_path / "rel")
+    hub_env.add("someone/model", COMMIT, files)
+    before = invoke("info", "hf://someone/model")
+    assert before.exit_code == 0 and "not in the Hub cache" in before.stdout
+    assert hub_env.count() == 0
+    result = invoke("download", "hf://someone/model")
+    assert result.exit_code == 0, result.output
+    assert "downloaded, sha256 verified" in result.stdout
+    n_requests = hub_env.count()
+    after = invoke("info", "hf://someone/model")
+    assert hub_env.count() == n_requests
+    assert after.exit_code == 0, after.output
+    assert '"architecture": "toy-net"' in after.stdout and "A toy model (seed 0)" in after.stdout

@@ -102,7 +102,7 @@ def info(
         if cfg_path is None:
             console().print(f"{name}: not in the Hub cache; `amt models download {name}` fetches it")
             return
-        _show_folder(resolve_spec(name).path, title=name)
+        _show_folder(cfg_path.parent, title=name)  # text files only, from the cache: no network
         return
     registry = load_registry()
     if name not in registry:
