@@ -233,12 +233,23 @@ def open_dataset(out_dir: Path, config: SynthConfig, *, overwrite: bool, sources
     tmp = meta_path.with_name(".dataset.json.tmp")
     tmp.write_text(json.dumps(meta, indent=2) + "\n")
     os.replace(tmp, meta_path)
-    done = {}
+    done: dict[str, dict] = {}
+    n_lines = 0
+    if manifest.exists():
+        with open(manifest) as f:
+            n_lines = sum(1 for line in f if line.strip())
     for rec in read_manifest(manifest):
         if all((out_dir / rec[k]).exists() for k in ("audio", "label")) and (
             not rec.get("features") or (out_dir / rec["features"]).exists()
         ):
             done[rec["id"]] = rec
+    if len(done) != n_lines:
+        # a crash, a deleted file or a torn line: keep the complete items only (they are re-rendered)
+        tmp = manifest.with_name(".manifest.jsonl.tmp")
+        with open(tmp, "w") as f:
+            for rec in done.values():
+                f.write(json.dumps(rec) + "\n")
+        os.replace(tmp, manifest)
     return done
 
 
