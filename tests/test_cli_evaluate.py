@@ -103,7 +103,7 @@ def test_user_errors_exit_2(pairs_and_preds, tmp_path):
         ((), "give --model NAME"),
         (("-p", preds, "--snr", "10,0"), "--snr needs --model"),
         (("-p", preds, "--plot", tmp_path / "x.png"), "give --snr too"),
-        (("-p", preds, "--task", "retrieval"), "not available"),
+        (("-p", preds, "--task", "retrieval"), "--predictions is for transcription"),
         (("-p", preds, "--task", "dance"), "unknown --task"),
         (("-p", preds, "--split", "dev"), "unknown split"),
         (("-p", preds, "--noise", "violet"), "unknown --noise"),

@@ -103,3 +103,35 @@ def test_evaluate_on_tiny_dataset(tmp_path):
         assert 0 <= row["R@1"] <= row["R@5"] <= row["R@25"] == 1.0
     small = evaluate_retrieval(model, items, n_snippets=5, seed=0, with_untrained=False)
     assert small.n == 5 and set(small.rows) == {"model", "chance"}
+
+
+def test_amt_evaluate_task_retrieval(tmp_path):
+    import json
+
+    import torch
+    from typer.testing import CliRunner
+
+    from amtcli.cli import app
+    from amtcli.nets import build_model
+    from amtcli.zoo.release import save_release
+    from test_embedding import TINY, make_pair_dataset
+
+    root = make_pair_dataset(tmp_path / "ds", n_pieces=3, renders=1, splits=["test", "test", "train"], duration_s=4.0)
+    torch.manual_seed(0)
+    release = save_release(build_model("embedding", TINY), tmp_path / "emb")
+    runner = CliRunner()
+    args = ["evaluate", "--task", "retrieval", "-d", "synthetic", "--root", str(root), "-m", str(release)]
+    out = tmp_path / "r.json"
+    result = runner.invoke(app, args + ["--json", str(out)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    for name in ("untrained (same shape)", "chance", "R@1 ↑", "MR ↓", "from 2 pieces"):
+        assert name in result.output
+    doc = json.loads(out.read_text())
+    assert doc["dataset"]["split"] == "test" and doc["n_pieces"] == 2
+    n = doc["n"]
+    assert doc["rows"]["chance"]["MR"] == (n + 1) / 2
+    assert set(doc["rows"]) == {str(release), "untrained (same shape)", "chance"}
+    again = runner.invoke(app, args + ["--json", str(out)])
+    assert again.exit_code == 1 and "--overwrite" in again.output
+    wrong = runner.invoke(app, ["evaluate", "--task", "retrieval", "-d", "maestro", "-m", str(release)])
+    assert wrong.exit_code == 2 and "-d synthetic" in wrong.output

@@ -35,3 +35,4 @@ from . import train  # noqa: E402,F401
 from . import synth  # noqa: E402,F401
 from . import evaluate  # noqa: E402,F401
 from . import models  # noqa: E402,F401
+from . import identify  # noqa: E402,F401

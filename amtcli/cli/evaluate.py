@@ -2,8 +2,8 @@
 files, optionally under noise at several SNRs.
 
 The command is a dispatcher over tasks (``--task``); each task is one function taking the parsed
-options. Only ``transcription`` exists; another task (e.g. embedding retrieval) is one more entry
-in ``_TASKS``.
+options: ``transcription``, and ``retrieval`` (embedding models, in :mod:`amtcli.cli.retrieval`);
+another task is one more entry in ``_TASKS``.
 """
 
 from __future__ import annotations
@@ -211,7 +211,13 @@ def _run_transcription(opts: dict) -> None:
         console().print(f"wrote {opts['plot']}")
 
 
-_TASKS = {"transcription": _run_transcription}
+def _run_retrieval(opts: dict) -> None:
+    from .retrieval import run_retrieval_task
+
+    run_retrieval_task(opts)
+
+
+_TASKS = {"transcription": _run_transcription, "retrieval": _run_retrieval}
 
 
 @app.command()
@@ -234,7 +240,7 @@ def evaluate(
     per_file: Annotated[bool, typer.Option("--per-file", help="Also show a row per recording.")] = False,
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Write every score (per file and aggregate) as JSON.")] = None,
     csv_path: Annotated[Optional[Path], typer.Option("--csv", help="Write per-file and aggregate rows as CSV.")] = None,
-    task: Annotated[str, typer.Option("--task", help="What to evaluate: transcription.")] = "transcription",
+    task: Annotated[str, typer.Option("--task", help="What to evaluate: transcription, or retrieval (an embedding model, audio-to-score, on an `amt synth` folder: -d synthetic --root DIR).")] = "transcription",
     overwrite: OverwriteOpt = False,
 ):
     """Score transcriptions with the standard metrics (mir_eval): frame, note, note with offset,

@@ -81,7 +81,7 @@ def _counts(pred: np.ndarray, true: np.ndarray) -> tuple[float, float, float]:
 
 
 def _ratio(tp: float, errors: float) -> float:
-    return tp / errors if errors > 0 else float("inf")
+    return float(tp) / float(errors) if errors > 0 else float("inf")
 
 
 def transcription_measure(predicted_rolls: np.ndarray, true_rolls: np.ndarray) -> float:
