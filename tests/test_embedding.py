@@ -284,6 +284,15 @@ def test_training_writes_checkpoints_and_resumes_exactly(pair_dataset, tmp_path)
     assert [x["step"] for x in lines] == [1, 2, 3, 4]
     assert not list((tmp_path / "b" / "checkpoints").glob(".*tmp"))
 
+    # the run folder speaks the transcriber runs' format: `amt models export` turns it into a release
+    from amtcli.zoo.export import export_run
+    from amtcli.zoo.release import load_release
+
+    export_run(tmp_path / "a", tmp_path / "release", checkpoint="last")
+    model, cfg = load_release(tmp_path / "release")
+    assert cfg.architecture == "embedding"
+    torch.testing.assert_close(model.state_dict()["audio_encoder.project.weight"], a["model"]["audio_encoder.project.weight"])
+
 
 def test_training_refuses_to_overwrite_a_run(pair_dataset, tmp_path):
     from amtcli.errors import BadInput, OutputExists
@@ -294,3 +303,20 @@ def test_training_refuses_to_overwrite_a_run(pair_dataset, tmp_path):
     train_embedding(pair_dataset, out_dir=tmp_path / "r", steps=1, batch_size=4, model_config=TINY)
     with pytest.raises(OutputExists):
         train_embedding(pair_dataset, out_dir=tmp_path / "r", steps=1, batch_size=4, model_config=TINY)
+
+
+def test_training_validates_on_the_validation_split(tmp_path):
+    from amtcli.training.embedding import EmbeddingTrainConfig, train_embedding
+
+    root = make_pair_dataset(
+        tmp_path / "ds", n_pieces=4, renders=1, splits=["train", "train", "validation", "validation"], duration_s=4.0
+    )
+    tc = EmbeddingTrainConfig(valid_every=2, log_every=1)
+    last = train_embedding(root, out_dir=tmp_path / "run", steps=2, batch_size=4, model_config=TINY, train_config=tc)
+    records = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    val = [r for r in records if "val" in r]
+    assert len(val) == 1 and val[0]["step"] == 2
+    assert set(val[0]["val"]) == {"R@1", "R@5", "MRR", "MR"} and 0 <= val[0]["val"]["R@1"] <= 1
+    assert last["valid_MRR"] == val[0]["val"]["MRR"]
+    cfg = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert (cfg["architecture"], cfg["n_train_pieces"], cfg["n_valid_items"]) == ("embedding", 2, 2)

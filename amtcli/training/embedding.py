@@ -2,9 +2,11 @@
 
 Run folder layout (``out_dir``)::
 
-    config.json               resolved model, feature and training configs, data folders
+    config.json               architecture, model_config, feature_config, train_config, data (the keys
+                              of the transcriber's runs, so `amt models export` reads both)
     metrics.jsonl             one JSON line per logged step (loss, lr, speed) and per validation
-    checkpoints/last.pt       model, optimizer, scheduler, step, configs (atomic: temp file + os.replace)
+                              ({"step": N, "val": {"R@1": ..., "R@5": ..., "MRR": ..., "MR": ...}})
+    checkpoints/last.pt       model, optimizer, scheduler, step, config (atomic: temp file + os.replace)
 
 Batches are drawn from a generator seeded with ``(seed, step)``, so a resumed run sees exactly the
 batches an uninterrupted one would have seen.
@@ -53,28 +55,12 @@ def _lr_factor(step: int, cfg: EmbeddingTrainConfig) -> float:
     return cfg.final_lr_fraction + (1 - cfg.final_lr_fraction) * 0.5 * (1 + math.cos(math.pi * t))
 
 
-def _save_atomic(obj: Any, path: Path) -> None:
-    import torch
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def load_checkpoint(path: str | os.PathLike) -> dict:
-    """A training checkpoint (``torch.load(weights_only=True)``)."""
-    import torch
+    """A training checkpoint (``torch.load(weights_only=True)``) given as a ``.pt`` file or a run folder."""
+    from .checkpoints import load_checkpoint as _load
 
     path = Path(path)
-    if path.is_dir():
-        path = path / "checkpoints" / "last.pt"
-    if not path.is_file():
-        raise DatasetNotFound(f"{path}: no such checkpoint")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # unpickling errors come in many types
-        raise ConfigMismatch(f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc})") from None
+    return _load(path / "checkpoints" / "last.pt" if path.is_dir() else path)
 
 
 def model_from_checkpoint(path: str | os.PathLike):
@@ -83,10 +69,11 @@ def model_from_checkpoint(path: str | os.PathLike):
     from ..nets.embedding import EmbeddingConfig
 
     ckpt = load_checkpoint(path)
-    if ckpt.get("arch") != "embedding":
-        raise ConfigMismatch(f"{path}: not an embedding checkpoint (architecture {ckpt.get('arch')!r})")
+    spec = ckpt.get("config") or {}
+    if spec.get("architecture") != "embedding":
+        raise ConfigMismatch(f"{path}: not an embedding checkpoint (architecture {spec.get('architecture')!r})")
     model = build_model(
-        "embedding", from_dict(EmbeddingConfig, ckpt["config"]["model"]), from_dict(FeatureConfig, ckpt["config"]["features"])
+        "embedding", from_dict(EmbeddingConfig, spec["model_config"]), from_dict(FeatureConfig, spec["feature_config"])
     )
     model.load_state_dict(ckpt["model"], strict=True)
     return model.eval()
@@ -100,8 +87,7 @@ def _validate(model, items, *, cfg: EmbeddingTrainConfig, snippet_frames: int) -
         items, n=cfg.valid_snippets, snippet_frames=snippet_frames, seed=cfg.seed, min_active=cfg.min_active
     )
     a, s = embed_snippets(model, audio, score)
-    m = retrieval_metrics(ranks_from_similarity(a @ s.T), ks=(1, 5))
-    return {f"valid_{k}": v for k, v in m.items()}
+    return retrieval_metrics(ranks_from_similarity(a @ s.T), ks=(1, 5))
 
 
 def train_embedding(
@@ -131,6 +117,7 @@ def train_embedding(
 
     from ..datasets.embedding_pairs import load_pair_items, sample_batch
     from ..nets import build_model, model_config_class
+    from .checkpoints import save_checkpoint
 
     out_dir = Path(out_dir)
     ckpt_path = out_dir / "checkpoints" / "last.pt"
@@ -143,11 +130,12 @@ def train_embedding(
         if not ckpt_path.is_file():
             raise BadInput(f"{out_dir}: nothing to resume (no checkpoints/last.pt)")
         ckpt = load_checkpoint(ckpt_path)
-        if ckpt.get("arch") != "embedding":
+        spec = ckpt.get("config") or {}
+        if spec.get("architecture") != "embedding":
             raise ConfigMismatch(f"{ckpt_path}: not an embedding run")
-        feature_config = from_dict(FeatureConfig, ckpt["config"]["features"])
-        mcfg = from_dict(model_config_class("embedding"), ckpt["config"]["model"])
-        cfg = override(from_dict(EmbeddingTrainConfig, ckpt["config"]["train"]), steps=steps)
+        feature_config = from_dict(FeatureConfig, spec["feature_config"])
+        mcfg = from_dict(model_config_class("embedding"), spec["model_config"])
+        cfg = override(from_dict(EmbeddingTrainConfig, spec["train_config"]), steps=steps)
     else:
         if ckpt_path.exists() and not overwrite:
             raise OutputExists(f"{out_dir}: already holds a run (resume it, or pass --overwrite to start over)")
@@ -176,11 +164,11 @@ def train_embedding(
         torch.set_rng_state(ckpt["torch_rng"])
 
     run_config = {
-        "arch": "embedding",
-        "model": to_dict(mcfg),
-        "features": to_dict(feature_config),
-        "train": to_dict(cfg),
-        "data_dirs": data_dirs,
+        "architecture": "embedding",
+        "model_config": to_dict(mcfg),
+        "feature_config": to_dict(feature_config),
+        "train_config": to_dict(cfg),
+        "data": data_dirs,
         "n_train_items": len(train_items),
         "n_train_pieces": len({it.piece for it in train_items}),
         "n_valid_items": len(valid_items),
@@ -193,9 +181,8 @@ def train_embedding(
     wall = float(ckpt.get("wall_time_s", 0.0)) if ckpt else 0.0
 
     def save(step: int) -> None:
-        _save_atomic(
+        save_checkpoint(
             {
-                "arch": "embedding",
                 "model": model.state_dict(),
                 "optimizer": opt.state_dict(),
                 "scheduler": sched.state_dict(),
@@ -253,9 +240,9 @@ def train_embedding(
             if valid_items and (step % cfg.valid_every == 0 or step == cfg.steps):
                 model.eval()
                 v = _validate(model, valid_items, cfg=cfg, snippet_frames=mcfg.snippet_frames)
-                log.write(json.dumps({"step": step, **v}) + "\n")
+                log.write(json.dumps({"step": step, "val": v}) + "\n")
                 log.flush()
-                last.update(v)
+                last.update({f"valid_{k}": x for k, x in v.items()})
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
                 save(step)
             if progress is not None:
