@@ -80,6 +80,7 @@ class TrainConfig:
     keep_checkpoints: int = 3
     seed: int = 0
     threads: int = 0  # 0: torch's default
+    calibrate: bool = True  # choose decoding thresholds on the validation split at the end
 
 
 def to_dict(obj: Any) -> dict[str, Any]:

@@ -48,6 +48,10 @@ def render_training(run, *, total_steps: int, start_step: int = 0):
                 if "steps_per_s" in rec:
                     state["sps"] = rec["steps_per_s"]
                 bar.update(task, completed=rec["step"], description="training")
+            elif kind == "status":
+                bar.update(task, description=rec["message"])
+            elif kind == "calibrated":
+                bar.console.print(f"decoding thresholds chosen on the validation split: onset {rec['onset_threshold']}, frame {rec['frame_threshold']}")
             elif kind == "val":
                 state["f1"] = rec["val"]["note_f1"]
                 bar.console.print(f"step {rec['step']}: validation note F1 {rec['val']['note_f1']:.3f} (best {rec['best_f1']:.3f})")

@@ -19,6 +19,9 @@ def _plan_outputs(inputs: list[Path], out: Optional[Path], fmt: Optional[str]) -
     from ..outputs import FORMATS
 
     ext = {"mid": ".mid", "csv": ".csv", "json": ".json"}[fmt or "mid"]
+    for src in inputs:
+        if not src.exists():
+            raise BadAudio(f"{src}: no such file or folder")
     single_file = len(inputs) == 1 and not inputs[0].is_dir()
     if out is not None and single_file and out.suffix.lower() in FORMATS and not out.is_dir():
         if fmt and FORMATS[out.suffix.lower()] != fmt:
@@ -26,8 +29,6 @@ def _plan_outputs(inputs: list[Path], out: Optional[Path], fmt: Optional[str]) -
         return [(inputs[0], out)]
     pairs = []
     for src in inputs:
-        if not src.exists():
-            raise BadAudio(f"{src}: no such file or folder")
         if src.is_dir():
             files = find_audio_files([src])
             if not files:

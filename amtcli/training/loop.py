@@ -96,6 +96,7 @@ def validate(model, examples: list[Example], *, device: str, decode: DecodeConfi
     """Note P/R/F1 (onset 50 ms) and frame F1, micro-averaged over the validation examples."""
     from ..inference.decoding import decode_frames
     from ..inference.transcribe import posteriors_from_features
+    from .calibrate import note_scores
 
     fc = model.feature_config
     refs, ests = [], []
@@ -106,24 +107,7 @@ def validate(model, examples: list[Example], *, device: str, decode: DecodeConfi
         refs.append(ex.notes)
         ests.append(est)
     model.train()
-    return _micro_note_scores(refs, ests)
-
-
-def _micro_note_scores(refs, ests) -> dict[str, float]:
-    """Note P/R/F1 with onset tolerance 50 ms, offsets ignored, summed over examples."""
-    import mir_eval
-
-    tp = n_ref = n_est = 0
-    for ref, est in zip(refs, ests):
-        n_ref += len(ref)
-        n_est += len(est)
-        if len(ref) and len(est):
-            ri, rp = ref.to_mir_eval()
-            ei, ep = est.to_mir_eval()
-            tp += len(mir_eval.transcription.match_notes(ri, rp, ei, ep, onset_tolerance=0.05, offset_ratio=None))
-    p = tp / n_est if n_est else 0.0
-    r = tp / n_ref if n_ref else 0.0
-    return {"note_precision": p, "note_recall": r, "note_f1": 2 * p * r / (p + r) if p + r else 0.0}
+    return note_scores(refs, ests)
 
 
 def _rng_state(rng: np.random.Generator) -> dict[str, Any]:
@@ -266,5 +250,16 @@ def train_transcriber(
             checkpoint(tag_best=not val and step == cfg.steps)
     if not (ckpt_dir / "best.pt").exists():
         checkpoint(tag_best=True)
+    if cfg.calibrate and val:
+        from .calibrate import calibrate_decoding
+
+        emit("status", {"message": "choosing decoding thresholds on the validation split"})
+        model.load_state_dict(load_checkpoint(ckpt_dir / "best.pt")["model"], strict=True)
+        model.eval()
+        decode, report = calibrate_decoding(model, val, device=device, base=spec.decode_config)
+        spec = RunSpec(spec.architecture, spec.model_config, spec.feature_config, spec.train_config, decode, spec.data, spec.init_from)
+        (out / "config.json").write_text(json.dumps(spec.to_json(), indent=2) + "\n")
+        (out / "calibration.json").write_text(json.dumps(report, indent=1) + "\n")
+        emit("calibrated", report["chosen"])
     emit("done", {"step": step, "best_f1": best_f1})
     return ckpt_dir / "best.pt"
