@@ -1,8 +1,10 @@
 """One-shot mixing: render each note from recorded single notes of two timbres, ``main + alpha * sub``.
 
-A bank is a folder with ``bank.json`` and one FLAC per timbre (all its notes back to back, each
-``duration_s`` long, in the order of the timbre's ``notes`` list), built by :func:`build_bank`
-from the GM programs of soundfonts. A folder of your own one-shots works as well: audio files plus
+A bank is a folder with ``bank.json`` and one ``samples/<timbre>.npy`` per timbre: float16, all
+its one-shots back to back (each cut after it falls below -80 dB, at most ``duration_s``), in the
+order of the timbre's ``notes`` list, with their ``lengths`` in bank.json. Built by
+:func:`build_bank` from the GM programs of soundfonts. The files are memory-mapped: workers share
+them through the page cache and nothing is decoded. A folder of your own one-shots works as well: audio files plus
 ``oneshots.csv`` (columns ``file,pitch,velocity,timbre``; ``velocity`` and ``timbre`` optional)
 or ``oneshots.json`` (a list of objects with the same keys).
 
@@ -56,8 +58,9 @@ class Timbre:
     pitches: np.ndarray  # (n,) MIDI pitch of each one-shot
     velocities: np.ndarray  # (n,)
     program: int = 0  # GM program written into labels (0 when unknown)
-    file: str | None = None  # bank FLAC (lazy) ...
-    data: np.ndarray | None = None  # ... or loaded: float16 (n, n_samples)
+    file: str | None = None  # bank .npy (memory-mapped on first use) ...
+    data: np.ndarray | None = None  # ... or loaded: float16 (total_samples,), the one-shots back to back
+    lengths: np.ndarray | None = None  # (n,) samples of each one-shot
     extra: dict = field(default_factory=dict)
 
 
@@ -71,17 +74,21 @@ class OneShotBank:
     def names(self) -> list[str]:
         return sorted(self.timbres)
 
-    def samples(self, name: str) -> np.ndarray:
-        """float16 ``(n_notes, n_samples)`` one-shots of a timbre (loaded on first use, then cached)."""
+    def samples(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(float16 one-shots back to back, start of each ``(n,)``, length of each ``(n,)``)."""
         t = self.timbres[name]
         if t.data is None:
-            from ..audio.io import load_audio
+            t.data = np.load(self.root / t.file, mmap_mode="r")
+            if t.data.dtype != np.float16 or t.data.ndim != 1 or len(t.data) != int(t.lengths.sum()):
+                raise BadInput(f"{self.root / t.file}: does not match bank.json (rebuild the bank)")
+        if "starts" not in t.extra:
+            t.extra["starts"] = np.concatenate([[0], np.cumsum(t.lengths)[:-1]]).astype(np.int64)
+        return t.data, t.extra["starts"], t.lengths
 
-            audio = load_audio(self.root / t.file, sample_rate=self.sample_rate)
-            n = len(t.pitches)
-            length = len(audio) // n
-            t.data = audio[: n * length].reshape(n, length).astype(np.float16)
-        return t.data
+    def one_shot(self, name: str, index: int) -> np.ndarray:
+        """One-shot ``index`` of a timbre as float32."""
+        data, starts, lengths = self.samples(name)
+        return np.asarray(data[starts[index] : starts[index] + lengths[index]], dtype=np.float32)
 
 
 _BANKS: dict[tuple[str, int], OneShotBank] = {}
@@ -123,7 +130,10 @@ def _load_built(root: Path, sample_rate: int) -> OneShotBank:
         notes = np.asarray(t["notes"], dtype=np.int64).reshape(-1, 2)
         if not (root / t["file"]).exists():
             raise BadInput(f"{root / t['file']}: missing from the bank")
-        timbres[t["name"]] = Timbre(t["name"], notes[:, 0], notes[:, 1], int(t.get("program", 0)), file=t["file"])
+        timbres[t["name"]] = Timbre(
+            t["name"], notes[:, 0], notes[:, 1], int(t.get("program", 0)), file=t["file"],
+            lengths=np.asarray(t["lengths"], dtype=np.int64),
+        )
     return OneShotBank(root, sample_rate, timbres)
 
 
@@ -157,12 +167,10 @@ def _load_user(root: Path, sample_rate: int) -> OneShotBank:
         groups.setdefault(timbre, []).append((pitch, vel, audio[: 4 * sample_rate]))
     timbres = {}
     for name, items in groups.items():
-        length = max(len(a) for _, _, a in items)
-        data = np.zeros((len(items), length), np.float16)
-        for j, (_, _, a) in enumerate(items):
-            data[j, : len(a)] = a
         timbres[name] = Timbre(
-            name, np.array([p for p, _, _ in items]), np.array([v for _, v, _ in items]), 0, data=data
+            name, np.array([p for p, _, _ in items]), np.array([v for _, v, _ in items]), 0,
+            data=np.concatenate([a for _, _, a in items]).astype(np.float16),
+            lengths=np.array([len(a) for _, _, a in items], dtype=np.int64),
         )
     return OneShotBank(root, sample_rate, timbres)
 
@@ -185,7 +193,6 @@ def build_bank(
 
     Pitches span :func:`pitch_range` of each program. Returns the bank.json contents.
     """
-    from ..audio.io import save_audio
     from .soundfont import render_batch, resolve_soundfont
 
     out = Path(out_dir)
@@ -223,11 +230,20 @@ def build_bank(
                 done += 1
                 continue  # the soundfont has no sound for this program
             gain = 0.9 / peak
+            block *= gain
+            # cut each one-shot after its last sample above -80 dB (of the timbre's peak)
+            loud = np.abs(block) > 0.9e-4
+            lengths = np.where(loud.any(axis=1), n_len - np.argmax(loud[:, ::-1], axis=1), 1)
             name = f"{re.sub(r'[^A-Za-z0-9]+', '_', sf.stem)}:{prog:03d}"
-            file = f"samples/{name.replace(':', '_')}.flac"
-            save_audio(out / file, (block * gain).reshape(-1), sample_rate=sample_rate)
+            file = f"samples/{name.replace(':', '_')}.npy"
+            flat = np.concatenate([block[j, : lengths[j]] for j in range(len(block))]).astype(np.float16)
+            tmp = out / f"{file}.tmp"
+            with open(tmp, "wb") as f:
+                np.save(f, flat)
+            os.replace(tmp, out / file)
             meta["timbres"].append({"name": name, "soundfont": str(sf), "program": prog, "file": file,
-                                    "gain": gain, "notes": [[p, v] for p, v in notes]})
+                                    "gain": gain, "notes": [[p, v] for p, v in notes],
+                                    "lengths": [int(x) for x in lengths]})
             done += 1
             if on_progress:
                 on_progress(done, total, name)
@@ -253,23 +269,44 @@ def draw_timbres(bank: OneShotBank, mix_alpha: tuple[float, float], rng: np.rand
     return {"timbres": [names[i], names[j]], "alpha": round(alpha, 6)}
 
 
-def _note_audio(bank: OneShotBank, name: str, pitch: int, velocity: int) -> np.ndarray:
-    """A float32 one-shot of ``name`` at ``pitch``: the nearest sampled pitch (ties: the lower) and
-    velocity layer, resampled to the exact pitch when needed, scaled by (velocity / layer)^2."""
+def _lookup(bank: OneShotBank, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Tables ``(128, 128)`` over (pitch, velocity): the one-shot index to use and the semitones to
+    shift it by. The nearest sampled pitch wins (ties: the lower), then the nearest velocity layer."""
     t = bank.timbres[name]
-    data = bank.samples(name)
-    dp = np.abs(t.pitches - pitch)
-    cand = np.nonzero(dp == dp.min())[0]
-    vel = t.velocities[cand]
-    k = cand[int(np.argmin(np.abs(vel - velocity)))]
-    y = data[k].astype(np.float32)
-    shift = pitch - int(t.pitches[k])
+    if "lookup" not in t.extra:
+        pitches = np.arange(128)[:, None]
+        dp = np.abs(t.pitches[None, :] - pitches)  # (128, n)
+        best_dp = dp.min(axis=1, keepdims=True)
+        nearest = np.where(dp == best_dp, t.pitches[None, :], 10**6).min(axis=1)  # the lower on ties
+        index = np.zeros((128, 128), np.int64)
+        for p in range(128):
+            cand = np.nonzero(t.pitches == nearest[p])[0]
+            dv = np.abs(t.velocities[cand][None, :] - np.arange(128)[:, None])
+            index[p] = cand[np.argmin(dv, axis=1)]
+        shift = np.arange(128)[:, None] - t.pitches[index]
+        t.extra["lookup"] = (index, shift)
+    return t.extra["lookup"]
+
+
+def _one_shot(bank: OneShotBank, name: str, pitch: int, velocity: int, length: int) -> np.ndarray:
+    """The first ``length`` samples (or fewer) of ``name`` at ``pitch`` as float32: the nearest
+    sampled pitch and velocity layer, resampled to the exact pitch when needed, and scaled by
+    ``(velocity / layer velocity)^2`` (clipped to 0.25-4)."""
+    index, shifts = _lookup(bank, name)
+    k, shift = int(index[pitch, velocity]), int(shifts[pitch, velocity])
+    data, starts, lengths = bank.samples(name)
+    t = bank.timbres[name]
+    a, size = int(starts[k]), int(lengths[k])
     if shift:
         ratio = 2.0 ** (shift / 12.0)
-        n = int(len(y) / ratio)
-        y = np.interp(np.arange(n) * ratio, np.arange(len(y)), y).astype(np.float32)
+        n = max(1, min(length, int((size - 1) / ratio)))
+        m = min(size, int(np.ceil(n * ratio)) + 2)
+        src = np.asarray(data[a : a + m], dtype=np.float32)
+        y = np.interp(np.arange(n) * ratio, np.arange(m), src).astype(np.float32)
+    else:
+        y = np.asarray(data[a : a + min(size, length)], dtype=np.float32)
     scale = float(np.clip((velocity / max(1, int(t.velocities[k]))) ** 2, 0.25, 4.0))
-    return y * scale
+    return y * scale if scale != 1.0 else y
 
 
 def render_oneshot(
@@ -285,7 +322,7 @@ def render_oneshot(
     """Each note = ``main + alpha * sub`` one-shot, cut at its offset with a ``release_s`` fade.
 
     Returns float32 ``(round(duration_s * sample_rate),)``; onsets fall on ``round(onset_s * sr)``.
-    Notes longer than the one-shots end with them.
+    Notes longer than the one-shots end with them. Work per note is proportional to its length.
     """
     if bank.sample_rate != sample_rate:
         raise BadInput(f"the one-shot bank is at {bank.sample_rate} Hz, not {sample_rate} Hz")
@@ -295,30 +332,27 @@ def render_oneshot(
     n_out = int(round(duration_s * sample_rate))
     out = np.zeros(n_out, np.float32)
     notes = notes.pitched()
+    notes = notes[(notes.pitch >= 0) & (notes.pitch <= 127)]
     if not len(notes):
         return out
     rel = max(1, int(round(release_s * sample_rate)))
     ramp = np.linspace(1.0, 0.0, rel, endpoint=False, dtype=np.float32)
-    cache: dict[tuple[int, int], np.ndarray] = {}
     starts = np.rint(notes.onset_s * sample_rate).astype(np.int64)
     holds = np.maximum(np.rint((notes.offset_s - notes.onset_s) * sample_rate).astype(np.int64), 1)
-    for a, hold, p, v in zip(starts.tolist(), holds.tolist(), notes.pitch.tolist(), notes.velocity.tolist()):
-        if a >= n_out:
+    velocities = np.clip(notes.velocity, 0, 127)
+    for a, hold, p, v in zip(starts.tolist(), holds.tolist(), notes.pitch.tolist(), velocities.tolist()):
+        if a >= n_out or a < 0:
             continue
-        y = cache.get((p, v))
-        if y is None:
-            y = _note_audio(bank, main, p, v)
-            if alpha:
-                s = _note_audio(bank, sub, p, v)
-                m = min(len(y), len(s))
-                y = y[:m] + alpha * s[:m]
-            cache[(p, v)] = y
-        length = min(len(y), hold + rel, n_out - a)
-        seg = y[:length]
+        want = min(hold + rel, n_out - a)
+        y = _one_shot(bank, main, p, v, want)
+        if alpha:
+            s = _one_shot(bank, sub, p, v, want)
+            m = min(len(y), len(s))
+            y = y[:m] + alpha * s[:m]
+        length = len(y)
         if hold < length:  # the release: fade out over ``rel`` samples after the offset
-            seg = seg.copy()
-            seg[hold:] *= ramp[: length - hold]
-        out[a : a + length] += seg
+            y[hold:] *= ramp[: length - hold]
+        out[a : a + length] += y
     return out
 
 
