@@ -166,6 +166,7 @@ def synth_command(
             on_start=start,
             on_progress=step,
         )
+        bar.update(task, completed=summary.files_done, info=f"{summary.seconds_total / 3600:.2f} h")
 
     from rich.table import Table
 
