@@ -193,6 +193,11 @@ def render_batch(
     Returns one float32 ``(round(duration_s * sample_rate),)`` mono array per item. Each note plays
     with its own GM ``program``; drum notes (program -1) are not rendered. Notes are played exactly
     as given: bake the sustain pedal into the offsets first.
+
+    The same batch always gives the same audio, bit for bit. An item rendered after other items
+    can differ slightly from the same item rendered alone (FluidSynth keeps some state across the
+    all-sound-off between segments: in our measurements a few notes differed, by at most 3-5 % of
+    the item's peak); timing is not affected.
     """
     if timing_passes < 1:
         raise BadInput("timing_passes must be at least 1")
