@@ -10,7 +10,9 @@ Layout of a dataset folder (the trainer relies on it)::
 
 Items are deterministic functions of (source file, render index, seed): ids, excerpts, programs,
 transpositions and augmentations are drawn from a per-item seed, so re-running the same command
-continues where it stopped and never renders an item twice.
+continues where it stopped and never renders an item twice. (FluidSynth audio is bit-identical
+when the same files are rendered together; an item rendered in a different batch, e.g. after a
+resume, can differ slightly in a few notes, see ``render_batch``.)
 
 Labels hold *sounding* notes: offsets extended by the sustain pedal (the MAESTRO convention),
 drums dropped, transposed with the audio, cut to the excerpt (notes that start in it; offsets
