@@ -131,45 +131,56 @@ def fluidsynth_binary() -> str:
     return exe
 
 
+def _vlq(value: int) -> bytes:
+    """A MIDI variable-length quantity."""
+    out = [value & 0x7F]
+    value >>= 7
+    while value:
+        out.append(0x80 | (value & 0x7F))
+        value >>= 7
+    return bytes(reversed(out))
+
+
 def _write_segments_midi(segments: list[tuple[NoteArray, float, float, dict[int, int]]], path: Path) -> None:
     """Write one MIDI file that plays ``segments`` one after the other.
 
     Each segment is ``(notes, start_s, stop_s, channel_of_program)``: program changes at ``start_s``,
-    the notes (times relative to the segment) from ``start_s``, and at ``stop_s`` all-notes-off and
-    all-sound-off on every channel, so nothing rings into the next segment. Times have a resolution
-    of 1/32000 s (16000 ticks per beat at 120 bpm).
+    the notes (times relative to the segment) from ``start_s``, and at ``stop_s`` all-notes-off,
+    all-sound-off and reset-controllers on every channel, so nothing rings into the next segment.
+    Times have a resolution of 1/32000 s (16000 ticks per beat at 120 bpm). The file (format 0,
+    one track) is written directly: this runs once per batch and mido's message objects cost more
+    than FluidSynth's rendering of short excerpts.
     """
-    import mido
+    import struct
 
     tps = 32000  # ticks per second
-    events = []  # (tick, order, message)
+    ticks, order, data = [], [], []  # event tick, order among events of one tick, status + data bytes
     for notes, start_s, stop_s, channels in segments:
         t0 = int(round(start_s * tps))
         for prog, ch in channels.items():
-            events.append((t0, 0, mido.Message("program_change", channel=ch, program=int(prog))))
-        ch_of = np.array([channels[int(p)] for p in notes.program], dtype=np.int64) if len(notes) else np.zeros(0, int)
-        on_t = np.rint((start_s + notes.onset_s) * tps).astype(np.int64)
-        off_t = np.maximum(np.rint((start_s + notes.offset_s) * tps).astype(np.int64), on_t + 1)
-        vel = np.clip(notes.velocity, 1, 127)
-        for a, b, p, v, ch in zip(on_t.tolist(), off_t.tolist(), notes.pitch.tolist(), vel.tolist(), ch_of.tolist()):
-            events.append((a, 2, mido.Message("note_on", channel=ch, note=p, velocity=v)))
-            events.append((b, 1, mido.Message("note_off", channel=ch, note=p, velocity=0)))
+            ticks.append(t0), order.append(0), data.append(bytes((0xC0 | ch, int(prog))))
+        if len(notes):
+            ch_of = np.array([channels[int(p)] for p in notes.program], dtype=np.int64)
+            on_t = np.rint((start_s + notes.onset_s) * tps).astype(np.int64)
+            off_t = np.maximum(np.rint((start_s + notes.offset_s) * tps).astype(np.int64), on_t + 1)
+            vel = np.clip(notes.velocity, 1, 127)
+            for a, b, p, v, ch in zip(on_t.tolist(), off_t.tolist(), notes.pitch.tolist(), vel.tolist(), ch_of.tolist()):
+                ticks.append(a), order.append(2), data.append(bytes((0x90 | ch, p, v)))
+                ticks.append(b), order.append(1), data.append(bytes((0x80 | ch, p, 0)))
         t1 = int(round(stop_s * tps))
         for ch in sorted(set(channels.values())):
-            events.append((t1, 3, mido.Message("control_change", channel=ch, control=123, value=0)))
-            events.append((t1, 4, mido.Message("control_change", channel=ch, control=120, value=0)))
-            events.append((t1, 5, mido.Message("control_change", channel=ch, control=121, value=0)))
-    events.sort(key=lambda e: (e[0], e[1]))
-    track = mido.MidiTrack()
-    track.append(mido.MetaMessage("set_tempo", tempo=500000, time=0))
+            for k, cc in enumerate((123, 120, 121)):
+                ticks.append(t1), order.append(3 + k), data.append(bytes((0xB0 | ch, cc, 0)))
+    idx = np.lexsort((np.array(order), np.array(ticks)))
+    track = bytearray(b"\x00\xff\x51\x03\x07\xa1\x20")  # tempo 500000 us per beat
     last = 0
-    for tick, _, msg in events:
-        track.append(msg.copy(time=tick - last))
-        last = tick
-    track.append(mido.MetaMessage("end_of_track", time=tps // 10))
-    mf = mido.MidiFile(type=0, ticks_per_beat=tps // 2)
-    mf.tracks.append(track)
-    mf.save(str(path))
+    for i in idx.tolist():
+        track += _vlq(ticks[i] - last) + data[i]
+        last = ticks[i]
+    track += _vlq(tps // 10) + b"\xff\x2f\x00"  # end of track
+    header = b"MThd" + struct.pack(">IHHH", 6, 0, 1, tps // 2)
+    with open(path, "wb") as f:
+        f.write(header + b"MTrk" + struct.pack(">I", len(track)) + bytes(track))
 
 
 def _channels_for(programs: list[int]) -> dict[int, int]:
