@@ -45,6 +45,7 @@ class EmbeddingTrainConfig:
     checkpoint_every: int = 50
     valid_every: int = 100
     valid_snippets: int = 500
+    precision: str = "auto"  # auto (bf16 autocast on CPU, as the transcriber's loop), fp32, bf16, fp16 (CUDA)
 
 
 ProgressFn = Callable[[int, int, dict], None]
@@ -118,6 +119,7 @@ def train_embedding(
     from ..datasets.embedding_pairs import load_pair_items, sample_batch
     from ..nets import build_model, model_config_class
     from .checkpoints import save_checkpoint
+    from .loop import resolve_precision
 
     out_dir = Path(out_dir)
     ckpt_path = out_dir / "checkpoints" / "last.pt"
@@ -151,8 +153,12 @@ def train_embedding(
         raise DatasetNotFound(f"{', '.join(data_dirs)}: no items of split 'train'")
     valid_items = load_pair_items(data_dirs, feature_config=feature_config, splits=VALID_SPLITS)
 
+    autocast_dtype = resolve_precision(cfg.precision, device)
+    scaler = torch.amp.GradScaler("cuda", enabled=autocast_dtype == torch.float16)
     torch.manual_seed(cfg.seed)
     model = build_model("embedding", mcfg, feature_config).to(device)
+    if autocast_dtype is not None and not device.startswith("cuda"):
+        model = model.to(memory_format=torch.channels_last)  # oneDNN's fast path for bf16 convolutions
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg))
     step = 0
@@ -211,13 +217,19 @@ def train_embedding(
                 min_active=cfg.min_active,
             )
             model.train()
-            a, s = model(torch.from_numpy(audio).to(device), torch.from_numpy(score).to(device))
-            loss = model.loss(a, s)
+            with torch.autocast(
+                device_type="cuda" if device.startswith("cuda") else "cpu",
+                dtype=autocast_dtype or torch.float32,
+                enabled=autocast_dtype is not None,
+            ):
+                a, s = model(torch.from_numpy(audio).to(device), torch.from_numpy(score).to(device))
+            loss = model.loss(a.float(), s.float())
             if not torch.isfinite(loss):
                 raise ConfigMismatch(f"the loss became {loss.item()} at step {step + 1}; lower the learning rate")
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
             sched.step()
             step += 1
             wall += time.perf_counter() - t0
