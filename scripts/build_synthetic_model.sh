@@ -19,10 +19,10 @@ HELD_OUT_SF=/usr/share/sounds/sf3/MuseScore_General.sf3   # never used for train
 
 # 1. Training data: performed piano (ASAP, split by piece folder), pop arrangements and folk tunes on
 #    pianos, guitars and other GM programs; 20 s excerpts, default augmentation, cached features.
-#    (The session that built v1 stopped ASAP at its first 408 items, see the model card; --max-files
-#    reproduces that amount.)
+#    (v1 was trained on the first 408 ASAP items of the seeded file order: the run was stopped there
+#    to leave time for training; --max-files 408 takes the same files.)
 $AMT synth "$MIDI/asap" -o "$WORK/data/asap-piano" --split-by folder --programs 0,1,2,4 $TRAIN_SF \
-  --excerpt-s 20 --features --workers 2 --seed 1 --max-files "${ASAP_FILES:-600}"
+  --excerpt-s 20 --features --workers 2 --seed 1 --max-files "${ASAP_FILES:-408}"
 $AMT synth "$MIDI/pop909" -o "$WORK/data/pop-mixed" --programs 24,25,0,26,27,46 $TRAIN_SF \
   --excerpt-s 20 --features --workers 2 --seed 2 --max-files 250
 $AMT synth "$MIDI/nottingham" -o "$WORK/data/folk-mixed" --programs 24,25,40,73,0 $TRAIN_SF \
