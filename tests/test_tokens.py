@@ -204,3 +204,18 @@ def test_garbage_never_raises(rng):
         assert invalid >= 0
         assert np.all(notes.offset_s > notes.onset_s)
         assert np.all((notes.pitch >= 21) & (notes.pitch <= 108))
+
+
+def test_shifts_past_the_segment_end_are_clamped_and_counted():
+    c = Codec()
+    on, off, sh = (lambda p: c.encode_event("note_on", p)), (lambda p: c.encode_event("note_off", p)), (lambda n: c.encode_event("shift", n))
+    # segments of 10 steps; the first overruns its end by a 125-step shift
+    first = [TIE, on(60), sh(4), off(60), sh(125), on(62), EOS]
+    second = [on(62), TIE, sh(100), sh(100), off(62), on(64), EOS]
+    starts = [0.0, 10 * STEP]
+    notes, invalid = tokens_to_notes([first, second], c, starts_s=starts, end_s=15 * STEP, segment_s=10 * STEP)
+    assert invalid == 3  # three shifts ran past their segment's end
+    assert notes.pitch.tolist() == [60, 62]  # 64 began at the end of the audio: nothing of it is left
+    assert _steps(notes.onset_s) == [0, 10]
+    assert _steps(notes.offset_s) == [4, 15]  # 62 cut at the end of the audio
+    assert notes.offset_s.max() <= 15 * STEP + 1e-9

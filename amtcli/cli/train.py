@@ -1,4 +1,8 @@
-"""`amt train`: train a transcriber (or the embedding model) on datasets written by `amt synth`."""
+"""`amt train`: train a transcriber (or the embedding model) on datasets written by `amt synth`.
+
+Also what `amt finetune` shares with it: the progress display, noise-round options, and running
+on several processes (``--nproc N`` spawns them; under torchrun they already exist).
+"""
 
 from __future__ import annotations
 
@@ -25,26 +29,89 @@ def load_toml_config(path: Optional[Path]) -> dict:
         data = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise BadInput(f"{path}: not valid TOML ({exc})") from None
-    unknown = set(data) - {"train", "model", "features", "decode"}
+    unknown = set(data) - {"train", "model", "features", "decode", "noise"}
     if unknown:
-        raise BadInput(f"{path}: unknown table(s) {', '.join(sorted(unknown))} (train, model, features, decode)")
+        raise BadInput(f"{path}: unknown table(s) {', '.join(sorted(unknown))} (train, model, features, decode, noise)")
     return data
+
+
+# Options shared by `amt train` and `amt finetune`.
+NoiseRoundsOpt = Annotated[Optional[int], typer.Option("--noise-rounds", min=0, help="Adversarial noise rounds after the clean phase (AT4rAMT); each searches its noise level first. [default: 0]")]
+NoiseStepsOpt = Annotated[Optional[int], typer.Option("--noise-steps", min=1, help="Optimizer steps per noise round. [default: 1000]")]
+NoiseTargetOpt = Annotated[Optional[str], typer.Option("--noise-target", help="LOW:HIGH band of the relative loss increase, (loss(noisy) - loss(clean)) / loss(clean), that sets each round's level. [default: 0.1:0.3]")]
+NoiseKindOpt = Annotated[Optional[str], typer.Option("--noise-kind", help="Noise colour: white, pink or brown. [default: white]")]
+NoiseDomainOpt = Annotated[Optional[str], typer.Option("--noise-domain", help="feature (add noise to the cached CQT magnitudes with random phase: fast, exact per coefficient) or waveform (to the audio, then a CQT per excerpt: exact, slow on CPU). [default: feature]")]
+NprocOpt = Annotated[int, typer.Option("--nproc", min=1, help="Train on N local processes (DistributedDataParallel: gloo on CPU, NCCL with one GPU each). Under torchrun leave it at 1.")]
+
+
+def noise_config(toml: Optional[dict], *, rounds, steps, target, kind, domain):
+    """The NoiseConfig from a ``[noise]`` table and the flags (flags win)."""
+    from ..config import from_dict, override
+    from ..training.noise import NoiseConfig, parse_target
+
+    nc = override(from_dict(NoiseConfig, toml), rounds=rounds, steps=steps, kind=kind, domain=domain)
+    if target is not None:
+        nc = override(nc, target=parse_target(target))
+    return nc.check()
+
+
+def train_worker(spec, out: Path, resume: bool, device: str, initial_state=None, cache: bool = False, validate_first: bool = False):
+    """Train in this process (one rank of a group, or alone); rank 0 shows the progress."""
+    from ..training import distributed as ddp
+    from ..training.loop import train_transcriber
+
+    ctx = ddp.context()
+    dev = ddp.rank_device(device, ctx.local_rank)
+
+    def run(cb=None):
+        return train_transcriber(spec, out_dir=out, resume=resume, device=dev, on_event=cb, initial_state=initial_state, cache=cache, validate_first=validate_first)
+
+    if ctx.is_main:
+        return render_training(run, total_steps=spec.train_config.steps)
+    return run()
+
+
+def run_training(spec, *, out: Path, resume: bool, device: str, nproc: int = 1, initial_state=None, cache: bool = False, validate_first: bool = False):
+    """Train on ``nproc`` spawned processes, under torchrun, or here. Returns ``(best checkpoint,
+    is_main)``: under torchrun only rank 0 goes on to export and report."""
+    from ..training import distributed as ddp
+
+    if nproc > 1:
+        console().print(f"training on {nproc} processes ({'NCCL' if device.startswith('cuda') else 'gloo'})")
+        ddp.launch(train_worker, (spec, out, resume, device, initial_state, cache, validate_first), nproc=nproc, device=device)
+        return out / "checkpoints" / "best.pt", True
+    with ddp.process_group(device) as ctx:
+        best = train_worker(spec, out, resume, device, initial_state, cache, validate_first)
+    return best, ctx.is_main
 
 
 def render_training(run, *, total_steps: int, start_step: int = 0):
     """Run ``run(on_event)`` under a rich progress bar that shows loss, validation F1 and steps/s."""
-    state = {"f1": None, "sps": None, "loss": None}
+    state = {"f1": None, "sps": None, "loss": None, "disc": None}
     with progress() as bar:
         task = bar.add_task("training", total=total_steps, completed=start_step, info="")
 
         def on_event(kind: str, rec: dict) -> None:
             if kind == "start":
                 bar.update(task, completed=rec["step"], total=rec["steps"])
-                console().print(f"{rec['train_items']} training and {rec['val_items']} validation items, precision {rec['precision']}, from step {rec['step']}")
+                procs = f", {rec['processes']} processes" if rec.get("processes", 1) > 1 else ""
+                frozen = f", frozen: {', '.join(rec['frozen'])}" if rec.get("frozen") else ""
+                console().print(f"{rec['train_items']} training and {rec['val_items']} validation items, precision {rec['precision']}{procs}{frozen}, from step {rec['step']}")
+            elif kind == "noise_round":
+                bar.console.print(f"step {rec['step']}: noise round {rec['round']} of {rec['rounds']}")
+            elif kind == "noise_search":
+                how = "in the target band" if rec["converged"] else "did NOT reach the target band; using the closest"
+                bar.console.print(
+                    f"  noise level: {rec['snr_db']:.1f} dB CQT-band SNR ({rec['kind']}, {rec['domain']} domain), "
+                    f"loss +{100 * rec['delta']:.0f}% after {rec['iterations']} tries, {how}"
+                )
+            elif kind == "early_stop":
+                bar.console.print(f"step {rec['step']}: no better validation F1 in {rec['patience']} validations; clean phase stopped (best {rec['best_f1']:.3f})")
             elif kind == "load":
                 bar.update(task, description=f"loading data {rec['done']}/{rec['total']}")
             elif kind == "step":
                 state["loss"] = rec["loss"]
+                state["disc"] = rec.get("disc_acc", state["disc"])
                 if "steps_per_s" in rec:
                     state["sps"] = rec["steps_per_s"]
                 bar.update(task, completed=rec["step"], description="training")
@@ -54,10 +121,13 @@ def render_training(run, *, total_steps: int, start_step: int = 0):
                 bar.console.print(f"decoding thresholds chosen on the validation split: onset {rec['onset_threshold']}, frame {rec['frame_threshold']}")
             elif kind == "val":
                 state["f1"] = rec["val"]["note_f1"]
-                bar.console.print(f"step {rec['step']}: validation note F1 {rec['val']['note_f1']:.3f} (best {rec['best_f1']:.3f})")
+                disc = f", discriminator accuracy {state['disc']:.2f}" if state["disc"] is not None else ""
+                bar.console.print(f"step {rec['step']}: validation note F1 {rec['val']['note_f1']:.3f} (best {rec['best_f1']:.3f}){disc}")
             info = []
             if state["loss"] is not None:
                 info.append(f"loss {state['loss']:.3f}")
+            if state["disc"] is not None:
+                info.append(f"disc acc {state['disc']:.2f}")
             if state["f1"] is not None:
                 info.append(f"F1 {state['f1']:.3f}")
             if state["sps"] is not None:
@@ -72,7 +142,7 @@ def render_training(run, *, total_steps: int, start_step: int = 0):
 def train(
     data: Annotated[list[Path], typer.Option("--data", "-d", help="Dataset folder written by `amt synth` (repeatable).", show_default=False)],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (checkpoints, metrics.jsonl, config.json).", show_default=False)],
-    model: Annotated[str, typer.Option("--model", "-m", help="Architecture: unet-bilstm, or embedding.")] = "unet-bilstm",
+    model: Annotated[str, typer.Option("--model", "-m", help="Architecture: unet-bilstm, transformer (tokens), or embedding.")] = "unet-bilstm",
     steps: Annotated[Optional[int], typer.Option(min=1, help="Total optimizer steps. [default: 20000]")] = None,
     batch_size: Annotated[Optional[int], typer.Option(min=1, help="Excerpts per step. [default: 8]")] = None,
     crop_s: Annotated[Optional[float], typer.Option(min=0.5, help="Seconds per training excerpt. [default: 10]")] = None,
@@ -84,12 +154,24 @@ def train(
     channels: Annotated[Optional[str], typer.Option(help="U-Net widths, e.g. 8,16,32.")] = None,
     lstm_hidden: Annotated[Optional[int], typer.Option(min=1, help="BiLSTM units per direction.")] = None,
     config: Annotated[Optional[Path], typer.Option("--config", help="TOML file with [train], [model], [features], [decode] tables; flags win.")] = None,
+    unlabeled: Annotated[Optional[list[Path]], typer.Option("--unlabeled", help="Transformer: folder of unlabeled (real) audio for domain confusion (repeatable); an `amt synth` folder gives its train split.", show_default=False)] = None,
+    domain_weight: Annotated[Optional[float], typer.Option(min=0.0, help="Transformer: largest gradient-reversal factor of the domain loss. [default: 0.3]")] = None,
+    domain_warmup: Annotated[Optional[int], typer.Option(min=0, help="Transformer: steps over which the domain factor rises from 0. [default: 2000]")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out exactly where it stopped.")] = False,
+    noise_rounds: NoiseRoundsOpt = None,
+    noise_steps: NoiseStepsOpt = None,
+    noise_target: NoiseTargetOpt = None,
+    noise_kind: NoiseKindOpt = None,
+    noise_domain: NoiseDomainOpt = None,
+    nproc: NprocOpt = 1,
     device: DeviceOpt = "auto",
 ):
     """Train a model on synthetic datasets, with validation and resumable checkpoints.
 
     [bold]amt train --data data/piano --steps 20000 --out runs/piano[/]
+    [bold]amt train --model transformer --data data/oneshot --unlabeled real/ --out runs/tx[/] — tokens, with domain confusion.
+    [bold]amt train --data data/piano --steps 20000 --noise-rounds 3 --noise-steps 2000 --out runs/robust[/]
+    [bold]torchrun --nproc-per-node 4 --no-python amt train --data data/piano --device cuda --out runs/piano[/]
     """
     from ..config import DecodeConfig, FeatureConfig, TrainConfig, from_dict, override
     from ..errors import BadInput
@@ -101,7 +183,11 @@ def train(
             raise BadInput(f"--data {d}: no such folder")
     dev = resolve_device(device)
     toml = load_toml_config(config)
+    if model in ("embedding", "transformer") and (nproc > 1 or noise_rounds):
+        raise BadInput(f"--nproc and --noise-rounds train the frame-level transcriber (unet-bilstm), not --model {model}")
 
+    if model != "transformer" and (unlabeled or domain_weight is not None or domain_warmup is not None):
+        raise BadInput("--unlabeled, --domain-weight and --domain-warmup are for --model transformer")
     if model == "embedding":
         from ..training.embedding import train_embedding
 
@@ -110,8 +196,10 @@ def train(
         return
     if model not in ARCHITECTURES:
         raise BadInput(f"unknown --model {model!r} (known: {', '.join(sorted(ARCHITECTURES))})")
+    if model == "transformer" and (channels or lstm_hidden):
+        raise BadInput("--channels and --lstm-hidden are U-Net options; size the transformer with --config's [model] table")
 
-    from ..training.loop import RunSpec, train_transcriber
+    from ..training.loop import RunSpec
 
     tc = override(from_dict(TrainConfig, toml.get("train")), steps=steps, batch_size=batch_size, crop_s=crop_s, lr=lr, pitch_balanced=pitch_balanced, precision=precision, val_every=val_every, seed=seed)
     mc_cls = model_config_class(model)
@@ -124,6 +212,19 @@ def train(
     mc = override(mc, lstm_hidden=lstm_hidden)
     from ..config import to_dict
 
-    spec = RunSpec(model, to_dict(mc), from_dict(FeatureConfig, toml.get("features")), tc, from_dict(DecodeConfig, toml.get("decode")), data=[str(d.resolve()) for d in data])
-    best = render_training(lambda cb: train_transcriber(spec, out_dir=out, resume=resume, device=dev, on_event=cb), total_steps=tc.steps)
-    console().print(f"done: best checkpoint {best}")
+    if model == "transformer":
+        from ..training.seq2seq import DomainConfig, Seq2SeqSpec, train_seq2seq
+
+        for d in unlabeled or []:
+            if not d.is_dir():
+                raise BadInput(f"--unlabeled {d}: no such folder")
+        dc = override(DomainConfig(), weight=domain_weight, warmup_steps=domain_warmup)
+        spec = Seq2SeqSpec(model, to_dict(mc), from_dict(FeatureConfig, toml.get("features")), tc, from_dict(DecodeConfig, toml.get("decode")), data=[str(d.resolve()) for d in data], unlabeled=[str(d.resolve()) for d in unlabeled or []], domain_config=dc)
+        best = render_training(lambda cb: train_seq2seq(spec, out_dir=out, resume=resume, device=dev, on_event=cb), total_steps=tc.steps)
+        console().print(f"done: best checkpoint {best}")
+        return
+    nc = noise_config(toml.get("noise"), rounds=noise_rounds, steps=noise_steps, target=noise_target, kind=noise_kind, domain=noise_domain)
+    spec = RunSpec(model, to_dict(mc), from_dict(FeatureConfig, toml.get("features")), tc, from_dict(DecodeConfig, toml.get("decode")), data=[str(d.resolve()) for d in data], noise=nc)
+    best, is_main = run_training(spec, out=out, resume=resume, device=dev, nproc=nproc)
+    if is_main:
+        console().print(f"done: best checkpoint {best}")

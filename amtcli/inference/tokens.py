@@ -235,14 +235,16 @@ def decode_tokens(
     codec: Codec,
     *,
     start_s: float = 0.0,
+    segment_s: float | None = None,
     carry: dict[int, tuple[float, int]] | None = None,
 ) -> TokenDecoding:
     """Read one segment's tokens (as written by :func:`notes_to_tokens`) into notes.
 
     ``tokens``: int ``(n,)``; ``start_s``: the segment's start in seconds. ``carry``: notes left open
     by the previous segment (its ``open``); a carried note continues when the tie section names its
-    pitch and ends at ``start_s`` when it does not. A tie for a pitch that is not carried, like
-    every other token that makes no sense where it stands, is skipped and counted in ``invalid``;
+    pitch and ends at ``start_s`` when it does not. With ``segment_s``, a shift past the segment's
+    end stops the clock at the end. A tie for a pitch that is not carried, a shift past the end, and
+    every other token that makes no sense where it stands are skipped and counted in ``invalid``;
     nothing raises. Reading stops at the first ``eos``.
     """
     carry = dict(carry or {})
@@ -253,6 +255,7 @@ def decode_tokens(
     in_ties = True
     tied: set[int] = set()
     step = 0
+    last_step = None if segment_s is None else int(round(segment_s * sps))
     velocity = DEFAULT_VELOCITY
     n_read = 0
 
@@ -286,7 +289,11 @@ def decode_tokens(
                 continue
         t = start_s + step / sps
         if kind == "shift":
-            step += value
+            if last_step is not None and step + value > last_step:
+                invalid += 1
+                step = last_step
+            else:
+                step += value
         elif kind == "velocity":
             velocity = codec.bin_to_velocity(value)
         elif kind == "note_on":
@@ -322,22 +329,27 @@ def tokens_to_notes(
     *,
     starts_s,
     end_s: float,
+    segment_s: float | None = None,
 ) -> tuple[NoteArray, int]:
-    """Stitch consecutive segments: ``segments[k]`` (token ids) starts at ``starts_s[k]``.
+    """Stitch consecutive segments: ``segments[k]`` (token ids) starts at ``starts_s[k]`` and lasts
+    ``segment_s`` (when given, shifts past a segment's end are clamped and counted as invalid).
 
     Notes left open by one segment carry into the next through its tie section; notes still open at
-    the end close at ``end_s``. Returns ``(notes, invalid token count)``.
+    the end close at ``end_s``, and nothing lasts past it. Returns ``(notes, invalid token count)``.
     """
     from ..notes import concat_notes
 
     parts, invalid, carry = [], 0, {}
     for toks, s in zip(segments, starts_s):
-        d = decode_tokens(toks, codec, start_s=float(s), carry=carry)
+        d = decode_tokens(toks, codec, start_s=float(s), segment_s=segment_s, carry=carry)
         parts.append(d.notes)
         invalid += d.invalid
         carry = d.open
     parts.append(close_notes(carry, end_s))
-    return concat_notes(parts), invalid
+    notes = concat_notes(parts)
+    notes = notes[notes.onset_s < end_s]
+    notes.offset_s = np.minimum(notes.offset_s, end_s)
+    return notes, invalid
 
 
 def segment_targets(notes: NoteArray, codec: Codec, *, start_s: float, segment_s: float, max_tokens: int | None = None) -> np.ndarray:

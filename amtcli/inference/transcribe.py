@@ -37,10 +37,11 @@ class Transcription:
     """Everything one run produced: notes, and the posteriors ``(n_frames, 88)`` they were decoded from."""
 
     notes: NoteArray
-    posteriors: dict[str, np.ndarray]
+    posteriors: dict[str, np.ndarray]  # empty for token models (they write notes, not frames)
     features: np.ndarray | None
     frame_rate: float
     duration_s: float
+    invalid_tokens: int = 0  # token models: tokens the decoder wrote that made no sense and were skipped
 
 
 def _as_model(model: Any, device: str):
@@ -88,6 +89,49 @@ def posteriors_from_features(
     )
 
 
+def notes_from_token_model(
+    model,
+    features: np.ndarray,
+    *,
+    device: str = "cpu",
+    batch_size: int = 8,
+    min_note_s: float = 0.0,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> tuple[NoteArray, int]:
+    """Run a token model (``model.output_kind == "tokens"``) over features ``(n_frames, n_bins)``.
+
+    The features are cut into consecutive segments of ``model.config.segment_frames`` (the last one
+    padded with silence), each segment is decoded greedily with cached keys/values, and the token
+    sequences are stitched through their tie sections into notes (:func:`tokens.tokens_to_notes`).
+    Notes shorter than ``min_note_s`` are dropped. Returns ``(notes, invalid token count)``.
+    """
+    import torch
+
+    from .tokens import tokens_to_notes
+
+    fc: FeatureConfig = model.feature_config
+    seg = int(model.config.segment_frames)
+    n_frames = len(features)
+    n_seg = max(1, -(-n_frames // seg))
+    floor = np.float32(np.log(fc.log_offset))
+    padded = np.full((n_seg * seg, features.shape[1]), floor, dtype=np.float32)
+    padded[:n_frames] = features
+    segments = padded.reshape(n_seg, seg, -1)
+    use_bf16 = device == "cpu" and os.environ.get("AMT_BF16", "1") == "1" and torch.backends.mkldnn.is_available()
+    tokens: list[np.ndarray] = []
+    for b0 in range(0, n_seg, batch_size):
+        x = torch.from_numpy(segments[b0 : b0 + batch_size]).to(device)
+        with torch.inference_mode(), torch.autocast(device_type="cpu", dtype=torch.bfloat16, enabled=use_bf16):
+            tokens += model.generate(x)
+        if on_progress:
+            on_progress(min(n_seg, b0 + batch_size), n_seg)
+    starts = [k * seg / fc.frame_rate for k in range(n_seg)]
+    notes, invalid = tokens_to_notes(tokens, model.codec, starts_s=starts, end_s=n_frames / fc.frame_rate, segment_s=seg / fc.frame_rate)
+    if min_note_s > 0 and len(notes):
+        notes = notes[(notes.offset_s - notes.onset_s) >= min_note_s - 1e-9]
+    return notes, invalid
+
+
 def transcribe_full(
     audio: str | os.PathLike | np.ndarray,
     *,
@@ -119,6 +163,9 @@ def transcribe_full(
     duration_s = len(samples) / fc.sample_rate
     features = compute_features(samples, config=fc)
     del samples
+    if getattr(net, "output_kind", "frames") == "tokens":
+        notes, invalid = notes_from_token_model(net, features, device=device, min_note_s=(decode or default_decode).min_note_s, on_progress=on_progress)
+        return Transcription(notes, {}, features if keep_features else None, fc.frame_rate, duration_s, invalid_tokens=invalid)
     post = posteriors_from_features(net, features, device=device, chunk_s=chunk_s, on_progress=on_progress)
     cfg = decode or default_decode
     notes = decode_frames(

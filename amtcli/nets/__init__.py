@@ -16,6 +16,7 @@ from ..errors import BadInput
 ARCHITECTURES: dict[str, tuple[str, str, str]] = {
     "unet-bilstm": ("amtcli.nets.unet_bilstm", "UNetBiLSTM", "UNetBiLSTMConfig"),
     "embedding": ("amtcli.nets.embedding", "AudioScoreEmbedding", "EmbeddingConfig"),
+    "transformer": ("amtcli.nets.transformer", "TokenTransformer", "TransformerConfig"),
 }
 
 
