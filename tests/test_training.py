@@ -47,3 +47,25 @@ def test_schedule():
     assert lr_at(10, cfg) == pytest.approx(1e-3)
     assert lr_at(100, cfg) == pytest.approx(1e-5)
     assert lr_at(55, cfg) == pytest.approx((1e-3 + 1e-5) / 2)
+
+
+def test_debias_undoes_the_pitch_balance_prior():
+    from amtcli.nets import build_model
+    from amtcli.notes import NoteArray
+    from amtcli.training.calibrate import debias_pitch_balanced
+    from amtcli.training.data import Example
+    from amtcli.training.losses import count_positives, pitch_balance_weights
+
+    fc = FeatureConfig()
+    # key 39 (C4) sounds in half of 100 frames, every other key never
+    notes = NoteArray.from_lists([(0.0, 50 / fc.frame_rate, 60)])
+    ex = Example("x", np.zeros((100, fc.n_bins), np.float32), notes)
+    model = build_model("unet-bilstm", TINY)
+    before = model.key_bias.detach().clone()
+    offsets = debias_pitch_balanced(model, [ex])
+    w = pitch_balance_weights(count_positives([ex], feature_config=fc))
+    shift = model.key_bias.detach() - before
+    np.testing.assert_allclose(shift[:, 1].numpy(), -np.log(w["frame"][1] / w["frame"][0]), rtol=1e-5)
+    assert offsets["frame"][39] == pytest.approx(0.0, abs=0.05)  # balanced key: (almost) no shift
+    assert (np.delete(offsets["frame"], 39) < -3).all()  # silent keys: pushed far down
+    assert torch.equal(shift[:, 3], torch.zeros(88))  # velocity is not a weighted head

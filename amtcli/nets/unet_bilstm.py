@@ -131,6 +131,12 @@ class UNetBiLSTM(nn.Module):
         return {name: logits[..., i].float() for i, name in enumerate(HEADS)}
 
     @torch.no_grad()
+    def shift_logits(self, offsets: dict[str, torch.Tensor]) -> None:
+        """Add per-key constants ``(88,)`` to the logits of the named heads (folded into ``key_bias``)."""
+        for name, value in offsets.items():
+            self.key_bias[:, HEADS.index(name)] += value.to(self.key_bias)
+
+    @torch.no_grad()
     def predict(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
         """Probabilities (sigmoid of the logits), same shapes as ``forward``; velocity in [0, 1]."""
         return {k: torch.sigmoid(v) for k, v in self.forward(features).items()}

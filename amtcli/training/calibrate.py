@@ -16,8 +16,8 @@ from ..config import DecodeConfig
 from ..inference.decoding import decode_frames
 from ..inference.transcribe import posteriors_from_features
 
-ONSET_GRID = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
-FRAME_GRID = (0.3, 0.4, 0.5, 0.6)
+ONSET_GRID = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+FRAME_GRID = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 
 
 def note_scores(refs, ests) -> dict[str, float]:
@@ -32,6 +32,24 @@ def note_scores(refs, ests) -> dict[str, float]:
     if on is None:
         return {"note_precision": 0.0, "note_recall": 0.0, "note_f1": 0.0, "note_offset_f1": 0.0}
     return {"note_precision": on.precision, "note_recall": on.recall, "note_f1": on.f1, "note_offset_f1": off.f1}
+
+
+def debias_pitch_balanced(model, train_examples) -> dict[str, np.ndarray]:
+    """Undo the prior shift of the pitch-balanced loss in a trained model, in place.
+
+    Weighting a key's positive frames by ``w_pos`` and its negatives by ``w_neg`` moves the optimal
+    logit by ``log(w_pos / w_neg)``; subtracting that per key and head (from the same training-set
+    counts the loss used) makes the outputs probabilities again, so one threshold suits every key.
+    Returns the offsets applied ``{head: (88,)}``.
+    """
+    import torch
+
+    from .losses import BCE_HEADS, count_positives, pitch_balance_weights
+
+    weights = pitch_balance_weights(count_positives(train_examples, feature_config=model.feature_config))
+    offsets = {h: -np.log(weights[h][1] / weights[h][0]) for h in BCE_HEADS}
+    model.shift_logits({h: torch.from_numpy(v.astype(np.float32)) for h, v in offsets.items()})
+    return offsets
 
 
 def calibrate_decoding(model, examples, *, device: str = "cpu", base: DecodeConfig = DecodeConfig()) -> tuple[DecodeConfig, dict]:

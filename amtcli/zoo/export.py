@@ -188,7 +188,11 @@ def export_run(
             raise BadInput(f"{run_dir}: the run's config has no {key!r}")
 
     feature_config = from_dict(FeatureConfig, spec["feature_config"])
-    decode_config = from_dict(DecodeConfig, spec.get("decode_config"))
+    # Decoding thresholds are chosen on the validation split after training and written to the run's
+    # config.json (amtcli.training.calibrate), so they come from there when the run has one.
+    run_config_path = run_dir / "config.json"
+    run_decode = _read_json(run_config_path).get("decode_config") if run_config_path.is_file() else None
+    decode_config = from_dict(DecodeConfig, run_decode if run_decode is not None else spec.get("decode_config"))
     model = build_model(spec["architecture"], spec["model_config"], feature_config)
     state = ckpt["model"]
     missing, unexpected = set(model.state_dict()) - set(state), set(state) - set(model.state_dict())
