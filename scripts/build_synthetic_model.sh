@@ -15,12 +15,11 @@ WORK=${WORK:-work}
 STEPS=${STEPS:-4500}
 SF2=/usr/share/sounds/sf2
 TRAIN_SF="--soundfont $SF2/FluidR3_GM.sf2 --soundfont $SF2/TimGM6mb.sf2"
-HELD_OUT_SF=/usr/share/sounds/sf3/MuseScore_General.sf3   # never used for training
 
 # 1. Training data: performed piano (ASAP, split by piece folder), pop arrangements and folk tunes on
 #    pianos, guitars and other GM programs; 20 s excerpts, default augmentation, cached features.
-#    (v1 was trained on the first 408 ASAP items of the seeded file order: the run was stopped there
-#    to leave time for training; --max-files 408 takes the same files.)
+#    (v1's ASAP run was stopped after 408 items, the first files of the seeded file order, to leave
+#    time for training; --max-files 408 takes about the same files.)
 $AMT synth "$MIDI/asap" -o "$WORK/data/asap-piano" --split-by folder --programs 0,1,2,4 $TRAIN_SF \
   --excerpt-s 20 --features --workers 2 --seed 1 --max-files "${ASAP_FILES:-408}"
 $AMT synth "$MIDI/pop909" -o "$WORK/data/pop-mixed" --programs 24,25,0,26,27,46 $TRAIN_SF \
@@ -39,9 +38,6 @@ $AMT train --data "$WORK/data/asap-piano" --data "$WORK/data/pop-mixed" --data "
 # 3. Release folder.
 $AMT models export "$RUN" -o models/synthetic --overwrite
 
-# 4. Realistic piano validation suite: ASAP pieces of the held-out test split, rendered with a piano
-#    the model never heard (MuseScore General's sampled Steinway), with room reverb and noise.
-$AMT synth "$MIDI/asap" -o "$WORK/data/asap-steinway-test" --split-by folder --only-split test \
-  --soundfont "$HELD_OUT_SF" --programs 0 --excerpt-s 30 --seed 11 --reverb-p 1.0 --noise-p 1.0 --snr-db 20:35
-$AMT evaluate --dataset synthetic --root "$WORK/data/asap-steinway-test" --split test --model models/synthetic \
-  --json "$WORK/eval-steinway.json" --overwrite
+# 4. Measure it: realistic piano (held-out pieces, held-out soundfont, room, noise, lossy codec) and
+#    the real recordings at hand (figures for the model card).
+bash scripts/evaluate_synthetic_model.sh models/synthetic

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Measure a transcription model the way its model card reports it. Writes work/eval/<name>-*.json.
+#
+#   bash scripts/evaluate_synthetic_model.sh [MODEL]      # default: the bundled `synthetic`
+#
+# 1. Realistic piano: ASAP pieces of the held-out test split (never trained on, split by piece) rendered
+#    with MuseScore General's sampled Steinway (a soundfont never trained on), with room reverb
+#    (RT60 0.2-1.5 s) and noise at 20-35 dB SNR; then the same audio through Ogg Vorbis at ~q0.1.
+# 2. The real recordings in ../shared/data/real: the MAESTRO and GuitarSet clips, the madmom piano sample.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+AMT=.venv/bin/amt
+MODEL=${1:-synthetic}
+NAME=$(basename "$MODEL")
+DATA=${AMT_DATA:-../shared/data}
+WORK=${WORK:-work}
+OUT=$WORK/eval
+mkdir -p "$OUT"
+
+SUITE=$WORK/data/asap-steinway-test
+$AMT synth "$DATA/midi/asap" -o "$SUITE" --split-by folder --only-split test \
+  --soundfont /usr/share/sounds/sf3/MuseScore_General.sf3 --programs 0 --excerpt-s 30 --seed 11 \
+  --reverb-p 1.0 --noise-p 1.0 --snr-db 20:35 --workers 2
+[ -d "$WORK/data/asap-steinway-ogg" ] || .venv/bin/python scripts/make_lossy_copy.py "$SUITE" "$WORK/data/asap-steinway-ogg" --quality 0.1
+
+$AMT evaluate -d synthetic --root "$SUITE" --split test -m "$MODEL" --json "$OUT/$NAME-steinway.json" --overwrite
+$AMT evaluate -d pairs --root "$WORK/data/asap-steinway-ogg" -m "$MODEL" --json "$OUT/$NAME-steinway-ogg.json" --overwrite
+$AMT evaluate -d maestro --root "$DATA/real/maestro" --split all -m "$MODEL" --json "$OUT/$NAME-maestro.json" --overwrite
+$AMT evaluate -d guitarset --root "$DATA/real/guitarset" --split all -m "$MODEL" --json "$OUT/$NAME-guitarset.json" --overwrite
+$AMT evaluate -d pairs --root "$DATA/real/madmom_piano_sample" -m "$MODEL" --json "$OUT/$NAME-madmom.json" --overwrite
