@@ -51,44 +51,59 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
     ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--export-only", action="store_true",
+                    help="skip data and training: release, evaluate and describe the run's last checkpoint")
+    ap.add_argument("--card-only", action="store_true",
+                    help="only rewrite the model card from the run's last evaluation (retrieval-test.json/.txt)")
     args = ap.parse_args()
 
     train_dir, valid_dir, test_dir = args.data / "train", args.data / "validation", args.data / "test"
-    synth(args.midi, train_dir, "--only-split", "train", "--max-files", "150", "--renders-per-piece", "2", "--excerpt-s", "20")
-    synth(args.midi, valid_dir, "--only-split", "validation", "--max-files", "20", "--excerpt-s", "20")
-    synth(args.midi, test_dir, "--only-split", "test", "--excerpt-s", "60")
-
     import torch
 
-    from amtcli.training.embedding import export_release, train_embedding
+    from amtcli.training.embedding import export_release, load_checkpoint, train_embedding
 
-    torch.set_num_threads(args.threads)
-    t0 = time.time()
+    if not (args.export_only or args.card_only):
+        synth(args.midi, train_dir, "--only-split", "train", "--max-files", "150", "--renders-per-piece", "2", "--excerpt-s", "20")
+        synth(args.midi, valid_dir, "--only-split", "validation", "--max-files", "20", "--excerpt-s", "20")
+        synth(args.midi, test_dir, "--only-split", "test", "--excerpt-s", "60")
 
-    def progress(step: int, total: int, m: dict) -> None:
-        if step % 25 == 0 or step == total:
-            extra = f" valid R@1 {m['valid_R@1']:.3f}" if "valid_R@1" in m else ""
-            print(f"step {step}/{total} loss {m.get('loss', float('nan')):.3f}{extra} ({time.time() - t0:.0f} s)", flush=True)
+        torch.set_num_threads(args.threads)
+        t0 = time.time()
 
-    last = train_embedding(
-        [train_dir, valid_dir], out_dir=args.run, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-        seed=args.seed, resume=args.resume, overwrite=not args.resume, progress=progress,
-    )
-    run_cfg = json.loads((args.run / "config.json").read_text())
-    export_release(args.run, args.release)
+        def progress(step: int, total: int, m: dict) -> None:
+            if step % 25 == 0 or step == total:
+                extra = f" valid R@1 {m['valid_R@1']:.3f}" if "valid_R@1" in m else ""
+                print(f"step {step}/{total} loss {m.get('loss', float('nan')):.3f}{extra} ({time.time() - t0:.0f} s)", flush=True)
 
-    out_json = args.run / "retrieval-test.json"
+        train_embedding(
+            [train_dir, valid_dir], out_dir=args.run, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+            seed=args.seed, resume=args.resume, overwrite=not args.resume, progress=progress,
+        )
+    ckpt = load_checkpoint(args.run)
+    run_cfg = ckpt["config"]
+    step, planned = int(ckpt["step"]), run_cfg["train_config"]["steps"]
+    out_json, out_table = args.run / "retrieval-test.json", args.run / "retrieval-test.txt"
     cmd = ["amt", "evaluate", "--task", "retrieval", "-d", "synthetic", "--root", os.path.relpath(test_dir, REPO),
            "--split", "test", "-m", os.path.relpath(args.release, REPO), "--json", os.path.relpath(out_json, REPO),
            "--overwrite"]
-    table = run([AMT, *cmd[1:]], capture_output=True, text=True, env={**os.environ, "COLUMNS": "150"}).stdout
+    if not args.card_only:
+        export_release(args.run, args.release)
+        out = run([AMT, *cmd[1:]], capture_output=True, text=True, env={**os.environ, "COLUMNS": "150"}).stdout
+        out_table.write_text("".join(line + "\n" for line in out.splitlines() if not line.startswith("wrote ")))
+    table = out_table.read_text()
     print(table)
     doc = json.loads(out_json.read_text())
     n_test = sum(1 for _ in open(test_dir / "manifest.jsonl"))
+    stopped = (
+        f" Training was stopped at step {step} of the {planned} planned (the CPU budget of a machine shared "
+        f"with another training run), with the learning rate still near its peak; `--resume` continues it."
+        if step < planned else ""
+    )
     card = CARD.format(
-        steps=last["step"],
+        steps=step,
+        stopped=stopped,
         batch=run_cfg["train_config"]["batch_size"],
-        wall_min=last["wall_time_s"] / 60,
+        wall_min=float(ckpt.get("wall_time_s", 0.0)) / 60,
         n_train=run_cfg["n_train_items"],
         n_pieces=run_cfg["n_train_pieces"],
         n_valid=run_cfg["n_valid_items"],
@@ -97,8 +112,10 @@ def main() -> None:
         n_test_pieces=doc["n_pieces"],
         command=shlex.join(cmd),
         table=table.strip(),
-        recipe=f"nice -n 10 .venv/bin/python scripts/train_embedding.py --steps {args.steps} --batch-size {args.batch_size}",
+        recipe=f"nice -n 10 .venv/bin/python scripts/train_embedding.py --steps {planned} --batch-size {run_cfg['train_config']['batch_size']}",
         **{k.replace("@", ""): v for k, v in doc["rows"][os.path.relpath(args.release, REPO)].items()},
+        **{"u" + k.replace("@", ""): v for k, v in doc["rows"]["untrained (same shape)"].items()},
+        **{"c" + k.replace("@", ""): v for k, v in doc["rows"]["chance"].items()},
     )
     (args.release / "README.md").write_text(card)
     print(f"wrote {args.release}")
@@ -114,23 +131,24 @@ Architecture `embedding` (amtcli/nets/embedding.py). Used by `amt identify` and
 
 ## Training
 
-- Data: `amt synth` renders (FluidSynth; FluidR3_GM and MuseScore_General soundfonts, one drawn per
-  item; default augmentation: reverb, EQ, low-pass, gain, noise, transposition) of the train split of
-  the Nottingham folk tunes (GPL-3.0, jukedeck/nottingham-dataset) and POP909 piano arrangements
-  (MIT, music-x-lab/POP909-Dataset): {n_train} items of 20 s from {n_pieces} pieces, plus {n_valid}
-  validation items for monitoring. Batch augmentation: transposition of CQT and roll together
+- Data: `amt synth` renders (FluidSynth, GM piano; soundfonts FluidR3_GM (MIT) and MuseScore_General
+  (MIT; Debian's Lite build), one drawn per item; default augmentation: reverb, EQ, low-pass, gain,
+  noise, transposition) of the train split of the Nottingham folk tunes (GPL-3.0,
+  jukedeck/nottingham-dataset) and POP909 piano arrangements (MIT, music-x-lab/POP909-Dataset):
+  {n_train} items of 20 s from {n_pieces} pieces, plus {n_valid} validation items for monitoring.
+  The weights inherit the terms of this data (GPL-3.0 for the Nottingham part). Batch augmentation: transposition of CQT and roll together
   (+-5 semitones), gain +-10 dB.
-- {steps} steps of {batch} pairs (Adam, lr 1e-3 with cosine decay), {wall_min:.1f} min of training on
-  one shared CPU core. Recipe: `{recipe}`.
+- {steps} steps of {batch} pairs (Adam, lr 1e-3 with cosine decay, bf16 autocast), {wall_min:.1f} min
+  of training on one shared CPU core.{stopped} Recipe: `{recipe}`.
 
-A small model trained briefly on synthetic audio: expect it to work on clean, piano-like
-recordings of pieces in the library, and to degrade on real rooms, other instruments, or very
-sparse music.
+Trained briefly, on synthetic piano audio only: the figures below say how far it is from chance.
+Real rooms, other instruments and very sparse music are outside what it has seen.
 
 ## Evaluation (held-out test pieces, never trained on)
 
 Audio-to-score retrieval over {n} snippets from {n_test_pieces} test pieces ({n_test} rendered test
-items, `amt synth --only-split test --excerpt-s 60`). Measured with
+items, `amt synth --only-split test --excerpt-s 60`, rendered and augmented like the training data).
+Measured with
 
     {command}
 
@@ -138,7 +156,8 @@ items, `amt synth --only-split test --excerpt-s 60`). Measured with
 {table}
 ```
 
-R@1 {R1:.3f}, MRR {MRR:.3f}, median rank {MR:.1f}. Higher is better for R@k, MRR and TM (TP/(FP+FN) of
+R@1 / MRR / median rank: this model {R1:.4f} / {MRR:.4f} / {MR:.1f}; untrained {uR1:.4f} / {uMRR:.4f} /
+{uMR:.1f}; chance {cR1:.4f} / {cMRR:.4f} / {cMR:.1f}. Higher is better for R@k, MRR and TM (TP/(FP+FN) of
 the nearest neighbour's piano roll), lower for the median rank. "untrained" is the same network at its
 initial weights; "chance" is the expectation under a random ranking (k/n, H_n/n, (n+1)/2).
 """

@@ -22,7 +22,7 @@ from typing import Callable
 import numpy as np
 
 from ..config import to_dict
-from ..errors import BadInput, BadMidi, ModelNotFound
+from ..errors import BadInput, BadMidi
 
 MIDI_EXTENSIONS = (".mid", ".midi", ".kar")
 CACHE_VERSION = 1
@@ -34,17 +34,10 @@ ProgressFn = Callable[[int, int, str], None]
 
 
 def load_embedding_model(name_or_path: str = "embedding", *, device: str = "cpu"):
-    """A released embedding model by zoo name or release folder (the bundled ``models/NAME`` as fallback)."""
+    """A released embedding model by zoo name (the bundled ``embedding``), release folder or ``hf://`` reference."""
     from ..zoo import load_model
-    from ..zoo.release import load_release
 
-    try:
-        model, cfg = load_model(name_or_path, device=device)
-    except ModelNotFound:
-        bundled = Path(__file__).resolve().parents[2] / "models" / name_or_path
-        if "/" in name_or_path or os.sep in name_or_path or not bundled.is_dir():
-            raise
-        model, cfg = load_release(bundled, device=device)
+    model, cfg = load_model(name_or_path, device=device)
     if cfg.architecture != "embedding":
         raise BadInput(f"{name_or_path}: is a {cfg.architecture!r} model; identification needs an embedding model")
     return model
