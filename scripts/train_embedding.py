@@ -117,6 +117,9 @@ def main() -> None:
         **{"u" + k.replace("@", ""): v for k, v in doc["rows"]["untrained (same shape)"].items()},
         **{"c" + k.replace("@", ""): v for k, v in doc["rows"]["chance"].items()},
     )
+    demo = args.run / "identify-demo.md"  # an `amt identify` check written by hand: command, table, verdict
+    if demo.is_file():
+        card += "\n## Identification check\n\n" + demo.read_text()
     (args.release / "README.md").write_text(card)
     print(f"wrote {args.release}")
 
