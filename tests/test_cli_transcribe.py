@@ -23,7 +23,7 @@ def tiny_trained(sine_dataset, tmp_path_factory):
     from amtcli.zoo.release import save_release
 
     root = tmp_path_factory.mktemp("tiny")
-    tc = TrainConfig(steps=60, batch_size=4, crop_s=3.0, val_every=30, warmup_steps=5, lr=1e-2, lr_min=1e-3, pitch_balanced=True)
+    tc = TrainConfig(steps=150, batch_size=4, crop_s=3.0, val_every=50, warmup_steps=5, lr=1e-2, lr_min=1e-3, pitch_balanced=True)
     spec = RunSpec("unet-bilstm", {"channels": [4, 8, 8], "lstm_hidden": 8}, FeatureConfig(), tc, data=[str(sine_dataset)])
     best = train_transcriber(spec, out_dir=root / "run")
     model = build_model("unet-bilstm", spec.model_config)
