@@ -88,7 +88,7 @@ def test_folder_goes_on_after_a_bad_file(tmp_path):
     "args, message",
     [
         (["missing.wav"], "no such file"),
-        (["{wav}", "--device", "tpu"], "unknown device"),
+        (["{wav}", "--device", "tpu"], "--device"),
         (["{wav}", "--model", "no-such-model"], "no-such-model"),
         (["{wav}", "--format", "mp4"], "--format"),
     ],

@@ -10,26 +10,11 @@ from typing import Any, Callable
 import numpy as np
 
 from ..config import DecodeConfig, FeatureConfig
-from ..errors import BadInput, MissingDependency
+from ..devices import resolve_device  # noqa: F401  (re-exported for the commands)
+from ..errors import BadInput
 from ..notes import NoteArray
 from .chunking import run_chunked
 from .decoding import decode_frames
-
-
-def resolve_device(device: str = "auto") -> str:
-    """``auto`` -> ``cuda`` when available, else ``cpu``; ``cuda`` without CUDA is an error."""
-    import torch
-
-    device = (device or "auto").lower()
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise MissingDependency(f"--device {device}: CUDA is not available on this machine (use --device cpu)")
-        return device
-    if device != "cpu":
-        raise BadInput(f"unknown device {device!r} (use auto, cpu, cuda or cuda:N)")
-    return device
 
 
 @dataclass

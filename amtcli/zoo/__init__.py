@@ -21,7 +21,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import BadInput, ChecksumError, MissingDependency, ModelNotFound
+from ..errors import BadInput, ChecksumError, ModelNotFound
 from . import hub
 from .registry import (  # noqa: F401
     RELEASE_FILES,
@@ -34,6 +34,7 @@ from .registry import (  # noqa: F401
     save_registry,
     sha256_file,
 )
+from ..devices import resolve_device  # noqa: F401  (re-exported)
 from .release import ReleaseConfig, load_release, read_release_config, save_release  # noqa: F401
 
 log = logging.getLogger(__name__)
@@ -246,30 +247,6 @@ def locate(entry: ModelEntry) -> str:
 
 
 # ----------------------------------------------------------------------------------------- loading
-
-
-def resolve_device(device: str = "cpu") -> str:
-    """``auto`` -> ``cuda`` if available else ``cpu``; ``cuda``/``cuda:N``/``mps`` only if present."""
-    import torch
-
-    text = (device or "cpu").strip().lower()
-    if text == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if text == "cpu":
-        return "cpu"
-    if text == "cuda" or text.startswith("cuda:"):
-        if not torch.cuda.is_available():
-            raise MissingDependency(f"--device {device}: CUDA is not available on this machine (use --device cpu or auto)")
-        if text.startswith("cuda:"):
-            index = text.split(":", 1)[1]
-            if not index.isdigit() or int(index) >= torch.cuda.device_count():
-                raise BadInput(f"--device {device}: there are {torch.cuda.device_count()} CUDA device(s)")
-        return text
-    if text == "mps":
-        if not torch.backends.mps.is_available():
-            raise MissingDependency(f"--device {device}: MPS is not available on this machine (use --device cpu or auto)")
-        return "mps"
-    raise BadInput(f"--device {device!r}: expected auto, cpu, cuda, cuda:N or mps")
 
 
 def load_model(spec: str, *, device: str = "cpu"):
