@@ -20,9 +20,9 @@ from typing import Any
 
 from .. import __version__
 from ..config import DecodeConfig, FeatureConfig, from_dict
-from ..errors import BadInput, ConfigMismatch, OutputExists
+from ..errors import BadInput, OutputExists
 from .registry import RELEASE_FILES, sha256_file
-from .release import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, save_release
+from .release import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, load_weights_strict, save_release
 
 
 @dataclass
@@ -194,17 +194,7 @@ def export_run(
     run_decode = _read_json(run_config_path).get("decode_config") if run_config_path.is_file() else None
     decode_config = from_dict(DecodeConfig, run_decode if run_decode is not None else spec.get("decode_config"))
     model = build_model(spec["architecture"], spec["model_config"], feature_config)
-    state = ckpt["model"]
-    missing, unexpected = set(model.state_dict()) - set(state), set(state) - set(model.state_dict())
-    if missing or unexpected:
-        raise ConfigMismatch(
-            f"{ckpt_path}: weights do not match architecture {spec['architecture']!r} "
-            f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})"
-        )
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise ConfigMismatch(f"{ckpt_path}: {str(exc).splitlines()[0]}") from None
+    load_weights_strict(model, ckpt["model"], where=ckpt_path, architecture=spec["architecture"])
 
     step = ckpt.get("step")
     step = int(step) if isinstance(step, (int, float)) else None

@@ -131,14 +131,19 @@ def load_release(folder: str | os.PathLike, *, device: str = "cpu", expect_featu
         state = load_file(str(weights))
     except (SafetensorError, OSError) as exc:
         raise ConfigMismatch(f"{weights}: unreadable weights ({exc})") from None
+    load_weights_strict(model, state, where=weights, architecture=cfg.architecture)
+    return model.to(device).eval(), cfg
+
+
+def load_weights_strict(model, state, *, where, architecture: str) -> None:
+    """``load_state_dict(strict=True)`` with a one-line :class:`ConfigMismatch` naming ``where``."""
     missing, unexpected = set(model.state_dict()) - set(state), set(state) - set(model.state_dict())
     if missing or unexpected:
         raise ConfigMismatch(
-            f"{weights}: weights do not match architecture {cfg.architecture!r} "
+            f"{where}: weights do not match architecture {architecture!r} "
             f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})"
         )
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise ConfigMismatch(f"{weights}: {str(exc).splitlines()[0]}") from None
-    return model.to(device).eval(), cfg
+        raise ConfigMismatch(f"{where}: {str(exc).splitlines()[0]}") from None
