@@ -32,7 +32,8 @@ def main(
 # Each command module registers itself on ``app`` when imported.
 from . import transcribe  # noqa: E402,F401
 from . import train  # noqa: E402,F401
-from . import synth  # noqa: E402,F401
 from . import evaluate  # noqa: E402,F401
 from . import models  # noqa: E402,F401
+from . import synth  # noqa: E402,F401
 from . import identify  # noqa: E402,F401
+from . import finetune  # noqa: E402,F401

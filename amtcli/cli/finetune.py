@@ -1,0 +1,185 @@
+"""`amt finetune`: carry a model to another dataset; zero-shot versus fine-tuned on its test split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from . import app
+from .common import DeviceOpt, OverwriteOpt, console, err_console, handle_errors, progress
+from .train import NoiseDomainOpt, NoiseKindOpt, NoiseRoundsOpt, NoiseStepsOpt, NoiseTargetOpt, NprocOpt, noise_config, run_training
+
+PLOT_SUFFIXES = (".png", ".pdf", ".svg")
+
+
+def _fmt(value: Optional[float]) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
+def _render_comparison(results: dict, *, title: str) -> None:
+    from rich.table import Table
+
+    from ..training.finetune import SUMMARY_KEYS
+
+    labels = {"frame_f1": "Frame F1", "note_precision": "Note P", "note_recall": "Note R", "note_f1": "Note F1", "note_offset_f1": "Note+Off F1"}
+    table = Table(title=title, title_justify="left")
+    table.add_column("System")
+    for key in SUMMARY_KEYS:
+        table.add_column(labels[key], justify="right")
+    rows = list(results.items())
+    for i, (name, summary) in enumerate(rows):
+        table.add_row(name, *(_fmt(summary[k]) for k in SUMMARY_KEYS), end_section=i == len(rows) - 1)
+    if len(rows) == 2:
+        (_, a), (_, b) = rows
+        cells = []
+        for k in SUMMARY_KEYS:
+            cells.append("—" if a[k] is None or b[k] is None else f"{b[k] - a[k]:+.3f}")
+        table.add_row("change", *cells)
+    console().print(table)
+
+
+@app.command()
+@handle_errors
+def finetune(
+    source: Annotated[Optional[str], typer.Option("--from", help="Model to start from: zoo name, release folder or hf://owner/repo@rev; `scratch` for a random init of the same architecture (the baseline, see --like).", show_default=False)] = None,
+    target: Annotated[Optional[str], typer.Option("--to", help="Dataset to fine-tune on: maps, guitarset, maestro, synthetic (an `amt synth` folder) or pairs (audio + same-stem MIDI).", show_default=False)] = None,
+    root: Annotated[Optional[Path], typer.Option("--root", help="The dataset folder (default: $AMT_DATA/<dataset>).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder (checkpoints, metrics.jsonl, finetune.json).", show_default=False)] = None,
+    release: Annotated[Optional[Path], typer.Option("--release", help="Release folder to export the fine-tuned model to. [default: RUN/release]", show_default=False)] = None,
+    like: Annotated[str, typer.Option("--like", help="With --from scratch: the model whose architecture and configs to copy.")] = "synthetic",
+    steps: Annotated[int, typer.Option(min=1, help="Optimizer steps of the clean phase (early stopping may end it sooner).")] = 2000,
+    lr: Annotated[float, typer.Option(min=0.0, help="Peak learning rate (short warm-up, cosine decay to a tenth).")] = 1e-4,
+    batch_size: Annotated[int, typer.Option(min=1, help="Excerpts per step (per process).")] = 8,
+    crop_s: Annotated[float, typer.Option(min=0.5, help="Seconds per training excerpt.")] = 10.0,
+    val_every: Annotated[int, typer.Option(min=1, help="Validate (note F1 on the validation split) every N steps.")] = 100,
+    patience: Annotated[int, typer.Option(min=0, help="Stop after this many validations without a better F1 (0: never).")] = 5,
+    freeze: Annotated[Optional[list[str]], typer.Option("--freeze", help="Keep a part fixed: encoder (the U-Net before the BiLSTM). Repeatable.", show_default=False)] = None,
+    pitch_balanced: Annotated[bool, typer.Option("--pitch-balanced/--no-pitch-balanced", help="Weight each key's positive and negative frames equally (AT4rAMT).")] = False,
+    precision: Annotated[str, typer.Option(help="auto (bf16 autocast on CPU, AMP on CUDA), fp32, bf16, fp16.")] = "auto",
+    seed: Annotated[int, typer.Option(help="Random seed (batches; the random init with --from scratch).")] = 0,
+    test_limit: Annotated[Optional[int], typer.Option("--test-limit", min=1, help="Score only the first N test recordings (by id).")] = None,
+    cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Keep the features computed from the audio in RUN/features (reused on --resume).")] = True,
+    noise_rounds: NoiseRoundsOpt = None,
+    noise_steps: NoiseStepsOpt = None,
+    noise_target: NoiseTargetOpt = None,
+    noise_kind: NoiseKindOpt = None,
+    noise_domain: NoiseDomainOpt = None,
+    nproc: NprocOpt = 1,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out where it stopped, then export and score.")] = False,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="Draw validation F1 against step (this run and every --compare run) as .png/.pdf/.svg.")] = None,
+    compare: Annotated[Optional[list[Path]], typer.Option("--compare", help="Another run folder to draw in --plot (repeatable). With only --plot and --compare, just draw.", show_default=False)] = None,
+    device: DeviceOpt = "auto",
+    overwrite: OverwriteOpt = False,
+):
+    """Fine-tune a model on a dataset and compare it with the starting model on the test split.
+
+    Trains on the train split with early stopping on the validation split, exports a release
+    folder, and prints zero-shot versus fine-tuned F1 on the test split.
+
+    [bold]amt finetune --from synthetic --to guitarset --root data/GuitarSet --steps 2000 --out runs/gs --plot gs.png[/]
+    [bold]amt finetune --from scratch --to guitarset --root data/GuitarSet --steps 2000 --out runs/gs-scratch[/]
+    [bold]amt finetune --compare runs/gs --compare runs/gs-scratch --plot curves.png[/]
+    """
+    from ..errors import BadInput, OutputExists
+
+    compare = list(compare or [])
+    if plot is not None:
+        if plot.suffix.lower() not in PLOT_SUFFIXES:
+            raise BadInput(f"--plot {plot}: give a .png, .pdf or .svg file name")
+        if plot.exists() and not overwrite:
+            raise OutputExists(f"{plot} already exists (use --overwrite to replace it)")
+    for run in compare:
+        if not (run / "metrics.jsonl").is_file():
+            raise BadInput(f"--compare {run}: not a training run folder (no metrics.jsonl)")
+
+    if source is None and target is None and out is None:  # only draw
+        if plot is None or not compare:
+            raise BadInput("give --from, --to and --out to fine-tune, or --plot FILE with --compare RUN... to draw runs")
+        from ..training.finetune import plot_curves
+
+        plot_curves(plot, compare)
+        console().print(f"wrote {plot}")
+        return
+    missing = [flag for flag, value in (("--from", source), ("--to", target), ("--out", out)) if value is None]
+    if missing:
+        raise BadInput(f"fine-tuning needs {', '.join(missing)}")
+    _finetune(
+        source=source, target=target, root=root, out=out, release=release or out / "release", like=like,
+        steps=steps, lr=lr, batch_size=batch_size, crop_s=crop_s, val_every=val_every, patience=patience,
+        freeze=list(freeze or []), pitch_balanced=pitch_balanced, precision=precision, seed=seed, test_limit=test_limit,
+        cache=cache, noise=dict(rounds=noise_rounds, steps=noise_steps, target=noise_target, kind=noise_kind, domain=noise_domain),
+        nproc=nproc, resume=resume, plot=plot, compare=compare, device=device, overwrite=overwrite,
+    )
+
+
+def _finetune(*, source, target, root, out, release, like, steps, lr, batch_size, crop_s, val_every, patience, freeze, pitch_balanced, precision, seed, test_limit, cache, noise, nproc, resume, plot, compare, device, overwrite) -> None:
+    import json
+
+    from ..config import TrainConfig
+    from ..datasets import dataset_info, load_dataset, select_split
+    from ..errors import BadInput, OutputExists
+    from ..inference.transcribe import resolve_device
+    from ..training.data import dataset_source
+    from ..training.finetune import FREEZE_GROUPS, compare_on, load_start, plot_curves, start_model
+    from ..training.loop import RunSpec
+    from ..zoo.export import export_run
+    from ..zoo.registry import RELEASE_FILES
+
+    dev = resolve_device(device)
+    dataset_info(target)  # unknown names fail here
+    existing = [f for f in RELEASE_FILES if (release / f).exists()]
+    if existing and not overwrite:
+        raise OutputExists(f"--release {release}: already holds {', '.join(existing)} (use --overwrite)")
+    nc = noise_config(None, **noise)
+
+    # every split first: an empty one fails now, not after training
+    everything = load_dataset(target, root=root, split="all")
+    counts = {s: len(select_split(everything, s)) for s in ("train", "validation", "test")}
+    have = ", ".join(f"{k} {v}" for k, v in counts.items())
+    if not counts["train"] or not counts["test"]:
+        raise BadInput(f"{target} ({everything.root}): fine-tuning needs train and test recordings (found: {have})")
+    if not counts["validation"]:
+        err_console().print(f"warning: {target} has no validation recordings: no early stopping, the last step is kept")
+    start = load_start(source, like=like)
+    for group in freeze:
+        if group not in FREEZE_GROUPS.get(start.architecture, {}):
+            raise BadInput(f"--freeze {group}: not a part of {start.architecture} that can be frozen (choose from {', '.join(FREEZE_GROUPS.get(start.architecture, {})) or 'none'})")
+    err_console().print(f"{target} ({everything.root}): {have}; starting from {start.source}", soft_wrap=True)
+
+    tc = TrainConfig(
+        steps=steps, batch_size=batch_size, crop_s=crop_s, lr=lr, lr_min=min(TrainConfig.lr_min, lr / 10),
+        warmup_steps=max(1, min(200, steps // 20)), val_every=val_every, checkpoint_every=val_every,
+        pitch_balanced=pitch_balanced, precision=precision, seed=seed,
+    )
+    spec = RunSpec(
+        start.architecture, dict(start.model_config), start.feature_config, tc, start.decode_config,
+        data=[dataset_source(target, everything.root)], init_from=start.source, noise=nc, freeze=tuple(freeze), patience=patience,
+    )
+    best, is_main = run_training(spec, out=out, resume=resume, device=dev, nproc=nproc, initial_state=start.state, cache=cache, validate_first=True)
+    if not is_main:
+        return
+    exported = export_run(out, release, checkpoint="best", name=release.name, overwrite=overwrite)
+    console().print(f"release: {exported.folder} (step {exported.step})")
+
+    items = load_dataset(target, root=everything.root, split="test")
+    if test_limit:
+        items = items[:test_limit]
+    zero_name = "random init (scratch)" if start.scratch else f"zero-shot: {source}"
+    tuned_name = f"fine-tuned: {out.name}"
+    with progress() as bar:
+        task = bar.add_task("scoring the test split", total=2 * len(items), info="")
+        results = compare_on(
+            items, [(zero_name, start_model(start, seed=seed)), (tuned_name, str(release))], device=dev, root=everything.root,
+            on_step=lambda message: bar.update(task, advance=1, info=message),
+        )
+    _render_comparison(results, title=f"{target} · test · {len(items)} recording(s): {start.source} -> {out.name}")
+    report = {
+        "from": start.source, "to": target, "root": str(everything.root), "split_counts": counts, "test_items": len(items),
+        "release": str(release), "best_step": exported.step, "zero_shot": results[zero_name], "fine_tuned": results[tuned_name],
+    }
+    (out / "finetune.json").write_text(json.dumps(report, indent=2) + "\n")
+    if plot is not None:
+        plot_curves(plot, [out, *compare], title=f"{target}: validation F1 while fine-tuning")
+        console().print(f"wrote {plot}")
