@@ -107,7 +107,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _entry(rank: int, nproc: int, port: int, device: str, fn: Callable, args: tuple) -> None:
+def _entry(rank: int, nproc: int, port: int, device: str, fn: Callable, args: tuple, error_dir: str) -> None:
     os.environ.update(
         {
             "MASTER_ADDR": "127.0.0.1",
@@ -121,6 +121,12 @@ def _entry(rank: int, nproc: int, port: int, device: str, fn: Callable, args: tu
     _init(device)
     try:
         fn(*args)
+    except AmtError as exc:
+        # The peers of a failing process fail too ("connection closed by peer"), and the launcher
+        # sees whichever error comes first; leave the amt error where the launcher looks first.
+        with open(os.path.join(error_dir, f"rank-{rank}"), "w") as f:
+            f.write(f"amtcli.errors.{type(exc).__name__}: {exc}")
+        raise
     finally:
         dist.destroy_process_group()
 
@@ -136,12 +142,19 @@ def launch(fn: Callable, args: tuple = (), *, nproc: int, device: str = "cpu") -
         raise BadInput("--nproc cannot be used under torchrun (torchrun already started the processes)")
     if device.startswith("cuda") and nproc > torch.cuda.device_count():
         raise BadInput(f"--nproc {nproc} on {device}: this machine has {torch.cuda.device_count()} GPU(s)")
-    try:
-        mp.spawn(_entry, args=(nproc, free_port(), device, fn, args), nprocs=nproc, join=True)
-    except mp.ProcessRaisedException as exc:
-        raise _child_error(str(exc)) from None
-    except mp.ProcessExitedException as exc:
-        raise AmtError(f"a training process died ({exc})") from None
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="amt-ddp-") as error_dir:
+        try:
+            mp.spawn(_entry, args=(nproc, free_port(), device, fn, args, error_dir), nprocs=nproc, join=True)
+        except (mp.ProcessRaisedException, mp.ProcessExitedException) as exc:
+            reported = sorted(os.listdir(error_dir))
+            if reported:
+                with open(os.path.join(error_dir, reported[0])) as f:
+                    raise _child_error(f.read()) from None
+            if isinstance(exc, mp.ProcessExitedException):
+                raise AmtError(f"a training process died ({exc})") from None
+            raise _child_error(str(exc)) from None
 
 
 def _child_error(text: str) -> AmtError:
