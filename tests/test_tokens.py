@@ -77,20 +77,20 @@ def test_exact_token_ids_of_a_hand_made_example():
     first = notes_to_tokens(notes, c, start_s=0.0, segment_s=4.0)
     assert first.tolist() == [
         3,  # tie (no notes carried in)
-        5,  # shift 2
+        5,  # shift 2: time 2 steps
         141,  # velocity bin 12
         184,  # note_on 60
         188,  # note_on 64
-        6,  # shift 3
+        8,  # shift 5: time 5 (times count from the segment start)
         276,  # note_off 64
         133,  # velocity bin 4
         191,  # note_on 67
-        8,  # shift 5
+        13,  # shift 10: time 10
         272,  # note_off 60
         2,  # eos (67 is still sounding: no note_off here)
     ]
     second = notes_to_tokens(notes, c, start_s=4.0, segment_s=4.0)
-    assert second.tolist() == [191, 3, 78, 279, 2]  # tie 67 | shift 75, note_off 67, eos
+    assert second.tolist() == [191, 3, 78, 279, 2]  # tie 67 | time 75, note_off 67, eos
     third = notes_to_tokens(notes, c, start_s=8.0, segment_s=4.0)
     assert third.tolist() == [TIE, EOS]
     got, invalid = tokens_to_notes([first, second, third], c, starts_s=[0.0, 4.0, 8.0], end_s=12.0)
@@ -99,12 +99,14 @@ def test_exact_token_ids_of_a_hand_made_example():
     assert got.velocity.tolist() == [c.bin_to_velocity(12), c.bin_to_velocity(12), c.bin_to_velocity(4)]
 
 
-def test_long_gaps_use_several_shifts():
+def test_late_times_use_a_run_of_shifts():
     c = Codec(max_shift_steps=10)
-    notes = NoteArray.from_lists([(25 * STEP, 26 * STEP, 60, 64)])
+    notes = NoteArray.from_lists([(25 * STEP, 26 * STEP, 60, 64), (26 * STEP, 27 * STEP, 62, 64)])
     toks = notes_to_tokens(notes, c)
     shift = lambda n: c.encode_event("shift", n)  # noqa: E731
-    assert toks.tolist()[:4] == [TIE, shift(10), shift(10), shift(5)]
+    vel, on, off = c.encode_event("velocity", c.velocity_to_bin(64)), c.encode_event("note_on", 60), c.encode_event("note_off", 60)
+    assert toks.tolist()[:7] == [TIE, shift(10), shift(10), shift(5), vel, on, shift(10)]
+    assert toks.tolist()[7:10] == [shift(10), shift(6), off]  # time 26 is the run 10 + 10 + 6
     d = decode_tokens(toks, c)
     assert_same_notes(d.notes, quantize_notes(notes, c))
 

@@ -8,7 +8,7 @@ With the default codec (``Codec()``)::
     id   1          start      (the decoder's first input)
     id   2          eos        (end of segment)
     id   3          tie        (end of the tie section, see below)
-    ids  4..128     shift 1..125      advance the segment clock by N steps (1 step = 1/steps_per_second)
+    ids  4..128     shift 1..125      time since the segment start, in steps of 1/steps_per_second
     ids  129..144   velocity 0..15    velocity bin for the note-ons that follow
     ids  145..232   note_on 21..108   (MIDI pitch)
     ids  233..320   note_off 21..108
@@ -16,6 +16,11 @@ With the default codec (``Codec()``)::
 A segment of ``segment_steps`` steps is written as::
 
     [note_on p ...]  tie  [shift n | note_off p | velocity b | note_on p ...]  eos
+
+A run of consecutive shift tokens sets the time of the events that follow to the *sum of the run*,
+counted from the segment start (as MT3's run-length-encoded shifts): absolute times within the
+segment, so each time token points at one encoder frame and errors do not accumulate along the
+sequence. Runs of more than one token are needed only past ``max_shift_steps``.
 
 The *tie section* lists (as note-ons, ascending pitch) the notes that began before the segment and
 still sound at its start; the decoder of the next segment thus knows which notes carry over.
@@ -25,7 +30,8 @@ segment end has no note-off in that segment; it appears in the next segment's ti
 
 Decoding is tolerant: a token that makes no sense where it stands (an id outside the vocabulary,
 ``pad`` / ``start`` / ``tie`` in the event section, a note-off of a silent pitch, a tie for a pitch
-that is not sounding) is skipped and counted; reading stops at the first ``eos``.
+that is not sounding, a time past the segment end) is skipped or clamped and counted; reading stops
+at the first ``eos``.
 """
 
 from __future__ import annotations
@@ -56,7 +62,7 @@ class Codec:
     """The token vocabulary and time grid.
 
     ``steps_per_second``: the time grid (default 31.25 = one CQT frame at 16 kHz / hop 512).
-    ``max_shift_steps``: the longest single shift token (longer gaps use several).
+    ``max_shift_steps``: the largest single shift token (later times take a run of several).
     ``n_velocity_bins``: velocities 1..127 fall into this many equal bins.
     """
 
@@ -194,10 +200,13 @@ def notes_to_tokens(notes: NoteArray, codec: Codec, *, start_s: float = 0.0, seg
     events.sort()
     step, vbin = 0, None
     for t, kind, pitch, velocity in events:
-        while t > step:
-            d = min(t - step, codec.max_shift_steps)
-            tokens.append(codec.encode_event("shift", d))
-            step += d
+        if t != step:  # a new time point: a run of shifts summing to t (steps from the segment start)
+            rest = t
+            while rest > 0:
+                d = min(rest, codec.max_shift_steps)
+                tokens.append(codec.encode_event("shift", d))
+                rest -= d
+            step = t
         if kind == 0:
             tokens.append(codec.encode_event("note_off", pitch))
         else:
@@ -242,8 +251,8 @@ def decode_tokens(
 
     ``tokens``: int ``(n,)``; ``start_s``: the segment's start in seconds. ``carry``: notes left open
     by the previous segment (its ``open``); a carried note continues when the tie section names its
-    pitch and ends at ``start_s`` when it does not. With ``segment_s``, a shift past the segment's
-    end stops the clock at the end. A tie for a pitch that is not carried, a shift past the end, and
+    pitch and ends at ``start_s`` when it does not. With ``segment_s``, a time past the segment's
+    end is clamped to the end. A tie for a pitch that is not carried, a shift past the end, and
     every other token that makes no sense where it stands are skipped and counted in ``invalid``;
     nothing raises. Reading stops at the first ``eos``.
     """
@@ -254,7 +263,8 @@ def decode_tokens(
     invalid = 0
     in_ties = True
     tied: set[int] = set()
-    step = 0
+    step = 0  # steps from the segment start
+    in_run = False  # the previous token was a shift: a further shift adds to the same run
     last_step = None if segment_s is None else int(round(segment_s * sps))
     velocity = DEFAULT_VELOCITY
     n_read = 0
@@ -287,14 +297,16 @@ def decode_tokens(
             end_ties()
             if kind == "tie":
                 continue
-        t = start_s + step / sps
         if kind == "shift":
-            if last_step is not None and step + value > last_step:
+            step = (step if in_run else 0) + value
+            in_run = True
+            if last_step is not None and step > last_step:
                 invalid += 1
                 step = last_step
-            else:
-                step += value
-        elif kind == "velocity":
+            continue
+        in_run = False
+        t = start_s + step / sps
+        if kind == "velocity":
             velocity = codec.bin_to_velocity(value)
         elif kind == "note_on":
             if value in active:  # restruck without a note-off: the old note ends here
@@ -332,7 +344,7 @@ def tokens_to_notes(
     segment_s: float | None = None,
 ) -> tuple[NoteArray, int]:
     """Stitch consecutive segments: ``segments[k]`` (token ids) starts at ``starts_s[k]`` and lasts
-    ``segment_s`` (when given, shifts past a segment's end are clamped and counted as invalid).
+    ``segment_s`` (when given, times past a segment's end are clamped and counted as invalid).
 
     Notes left open by one segment carry into the next through its tie section; notes still open at
     the end close at ``end_s``, and nothing lasts past it. Returns ``(notes, invalid token count)``.

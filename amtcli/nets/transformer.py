@@ -11,6 +11,11 @@ Shape of the computation for a batch of ``B`` segments of ``T = segment_frames``
       -> Transformer decoder (pre-norm, causal self-attention, cross-attention to the memory)
       -> logits over the codec's vocabulary       (B, L, vocab_size)
 
+An auxiliary linear head on the memory predicts onset and frame rolls ``(B, T, 2, 88)`` during
+training (``frame_loss_weight``): without it the decoder spends thousands of steps as a pure
+language model before its cross-attention starts to read pitches from the audio. Inference never
+uses it.
+
 Tokens follow :class:`amtcli.inference.tokens.Codec` (built from this config). Greedy decoding
 (:meth:`TokenTransformer.generate`) caches each decoder layer's self-attention keys/values and the
 cross-attention keys/values of the memory, so every new token costs one position's worth of work.
@@ -50,8 +55,10 @@ class TransformerConfig:
     steps_per_second: float = 31.25
     max_shift_steps: int = 125
     n_velocity_bins: int = 16
-    # the domain discriminator (training only)
+    # training only: the domain discriminator's width, and the weight of an auxiliary frame-wise
+    # onset/frame loss on the encoder features (0: no frame head)
     disc_hidden: int = 64
+    frame_loss_weight: float = 1.0
 
 
 def sinusoids(length: int, dim: int, *, device=None) -> torch.Tensor:
@@ -178,6 +185,7 @@ class TokenTransformer(nn.Module):
         self.out_norm = nn.LayerNorm(c.d_model)
         self.head = nn.Linear(c.d_model, self.codec.vocab_size)
         self.in_drop = nn.Dropout(c.dropout)
+        self.frame_head = nn.Linear(c.d_model, 2 * feature_config.n_keys) if c.frame_loss_weight > 0 else None
 
     # ------------------------------------------------------------------ encoder
     def encode(self, features: torch.Tensor) -> torch.Tensor:
@@ -191,11 +199,18 @@ class TokenTransformer(nn.Module):
         x = self.project(x) + sinusoids(t, self.config.d_model, device=x.device).to(x.dtype)
         return self.encoder(self.in_drop(x))
 
+    def frame_logits(self, memory: torch.Tensor) -> torch.Tensor:
+        """Auxiliary onset/frame logits ``(B, T, 2, n_keys)`` from the memory (training only)."""
+        if self.frame_head is None:
+            raise ConfigMismatch("this model has no frame head (frame_loss_weight = 0)")
+        b, t, _ = memory.shape
+        return self.frame_head(memory).float().view(b, t, 2, -1)
+
     # ------------------------------------------------------------------ decoder
     def _embed(self, tokens: torch.Tensor, start: int = 0) -> torch.Tensor:
         n = tokens.shape[1]
         pos = sinusoids(start + n, self.config.d_model, device=tokens.device)[start:]
-        return self.embed(tokens) * math.sqrt(self.config.d_model) + pos
+        return self.embed(tokens) + pos  # both O(1) per dimension (nn.Embedding draws from N(0, 1))
 
     def memory_kv(self, memory: torch.Tensor) -> list:
         return [layer.memory_kv(memory) for layer in self.layers]

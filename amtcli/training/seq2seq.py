@@ -5,8 +5,9 @@ when unlabeled audio is given, a batch of real segments of the same size for the
 
     memory_s = encoder(synthetic)        memory_r = encoder(real)
     token_loss  = CE(decoder(memory_s, start + targets[:-1]), targets)    (pad ignored)
+    frame_loss  = BCE(frame_head(memory_s), onset and frame rolls)       (auxiliary, encoder only)
     domain_loss = BCE(discriminator(grad_reverse([memory_s, memory_r], lambda)), [0..., 1...])
-    loss = token_loss + domain_loss
+    loss = token_loss + frame_loss_weight * frame_loss + domain_loss
 
 Gradient reversal rather than alternating updates: one forward/backward pass trains both players
 (the discriminator descends the domain loss, the encoder ascends it scaled by ``lambda``), which is
@@ -38,6 +39,7 @@ import torch.nn.functional as F
 from ..config import DecodeConfig, FeatureConfig, TrainConfig, from_dict, to_dict
 from ..errors import BadInput, DatasetNotFound
 from ..inference.tokens import PAD, START, Codec, segment_targets
+from ..notes import notes_to_rolls
 from .checkpoints import load_checkpoint, prune_checkpoints, save_checkpoint, step_path
 from .data import Example, load_examples, read_manifest
 from .loop import RunSpec, _rng_state, _set_rng_state, lr_at, resolve_precision
@@ -149,24 +151,31 @@ def sample_token_batch(
     feature_config: FeatureConfig,
     max_tokens: int,
     rng: np.random.Generator,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Random segments: features ``(B, segment_frames, n_bins)`` and targets ``(B, L)`` padded with
-    ``pad`` (``L`` = the longest target, at most ``max_tokens``). Items are drawn in proportion to
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Random segments: features ``(B, segment_frames, n_bins)``, targets ``(B, L)`` padded with
+    ``pad`` (``L`` = the longest target, at most ``max_tokens``) and onset/frame rolls
+    ``(B, segment_frames, 2, n_keys)`` for the auxiliary loss. Items are drawn in proportion to
     their length; crops start on a frame."""
     fr = feature_config.frame_rate
     floor = np.float32(np.log(feature_config.log_offset))
     lengths = np.array([max(1, e.n_frames) for e in examples], dtype=np.float64)
     x = np.empty((batch_size, segment_frames, feature_config.n_bins), dtype=np.float32)
+    rolls = np.zeros((batch_size, segment_frames, 2, feature_config.n_keys), dtype=np.float32)
     targets = []
     for b, idx in enumerate(_pick(lengths, batch_size, rng)):
         ex = examples[idx]
         start = int(rng.integers(0, max(1, ex.n_frames - segment_frames + 1)))
         x[b] = _crop(ex.features, start, segment_frames, floor)
-        targets.append(segment_targets(ex.notes, codec, start_s=start / fr, segment_s=segment_frames / fr, max_tokens=max_tokens))
+        t0, seg_s = start / fr, segment_frames / fr
+        targets.append(segment_targets(ex.notes, codec, start_s=t0, segment_s=seg_s, max_tokens=max_tokens))
+        n = ex.notes
+        sub = n[(n.offset_s > t0) & (n.onset_s < t0 + seg_s)].shifted(seconds=-t0)
+        r = notes_to_rolls(sub, n_frames=segment_frames, frame_rate=fr, fmin_midi=feature_config.fmin_midi, n_keys=feature_config.n_keys)
+        rolls[b, :, 0], rolls[b, :, 1] = r["onset"], r["frame"]
     y = np.full((batch_size, max(len(t) for t in targets)), PAD, dtype=np.int64)
     for b, t in enumerate(targets):
         y[b, : len(t)] = t
-    return x, y
+    return x, y, rolls
 
 
 def sample_unlabeled_batch(features: list[np.ndarray], *, batch_size: int, segment_frames: int, feature_config: FeatureConfig, rng: np.random.Generator) -> np.ndarray:
@@ -322,7 +331,7 @@ def train_seq2seq(
     disc.train()
     t_last, steps_since, tokens_since = time.perf_counter(), 0, 0
     while step < cfg.steps:
-        x, y = sample_token_batch(train, batch_size=cfg.batch_size, segment_frames=seg, codec=codec, feature_config=fc, max_tokens=mc.max_tokens, rng=rng)
+        x, y, rolls = sample_token_batch(train, batch_size=cfg.batch_size, segment_frames=seg, codec=codec, feature_config=fc, max_tokens=mc.max_tokens, rng=rng)
         xr = sample_unlabeled_batch(real, batch_size=cfg.batch_size, segment_frames=seg, feature_config=fc, rng=rng) if real else None
         targets = torch.from_numpy(y).to(device)
         lr = lr_at(step, cfg)
@@ -335,6 +344,11 @@ def train_seq2seq(
             loss_tok, tok_acc = token_loss(logits, targets)
             loss = loss_tok
             record: dict[str, Any] = {}
+            if mc.frame_loss_weight > 0:
+                # summed over keys (a mean over 88 mostly silent keys would make it vanish beside the token loss)
+                loss_frame = F.binary_cross_entropy_with_logits(model.frame_logits(memory_s), torch.from_numpy(rolls).to(device), reduction="none").sum(-1).mean()
+                loss = loss + mc.frame_loss_weight * loss_frame
+                record["frame_loss"] = float(loss_frame.detach())
             if xr is not None:
                 memory_r = model.encode(torch.from_numpy(xr).to(device))
                 loss_dom, disc_acc = domain_loss(disc, memory_s, memory_r, scale=lam)
