@@ -23,7 +23,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--steps", type=int, default=2000)
-    ap.add_argument("--frame-loss-weight", type=float, default=1.0)
+    ap.add_argument("--frame-loss-weight", type=float, default=0.0)
     args = ap.parse_args()
 
     import numpy as np

@@ -11,10 +11,11 @@ Shape of the computation for a batch of ``B`` segments of ``T = segment_frames``
       -> Transformer decoder (pre-norm, causal self-attention, cross-attention to the memory)
       -> logits over the codec's vocabulary       (B, L, vocab_size)
 
-An auxiliary linear head on the memory predicts onset and frame rolls ``(B, T, 2, 88)`` during
-training (``frame_loss_weight``): without it the decoder spends thousands of steps as a pure
-language model before its cross-attention starts to read pitches from the audio. Inference never
-uses it.
+Optionally (``frame_loss_weight > 0``) a linear head on the memory predicts onset and frame rolls
+``(B, T, 2, 88)`` during training, an auxiliary loss that makes the encoder's features pitch-aware
+from the start. On harmonic tones it made no difference after 2000 steps
+(``benchmarks/transformer_sanity.py``: note F1 0.20 with, 0.23 without, one seed each), so it is
+off by default. Inference never uses it.
 
 Tokens follow :class:`amtcli.inference.tokens.Codec` (built from this config). Greedy decoding
 (:meth:`TokenTransformer.generate`) caches each decoder layer's self-attention keys/values and the
@@ -55,10 +56,10 @@ class TransformerConfig:
     steps_per_second: float = 31.25
     max_shift_steps: int = 125
     n_velocity_bins: int = 16
-    # training only: the domain discriminator's width, and the weight of an auxiliary frame-wise
-    # onset/frame loss on the encoder features (0: no frame head)
+    # training only: the domain discriminator's width, and the weight of an optional auxiliary
+    # frame-wise onset/frame loss on the encoder features (0: no frame head)
     disc_hidden: int = 64
-    frame_loss_weight: float = 1.0
+    frame_loss_weight: float = 0.0
 
 
 def sinusoids(length: int, dim: int, *, device=None) -> torch.Tensor:
