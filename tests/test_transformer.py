@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import sine
 from typer.testing import CliRunner
 
 from amtcli.config import FeatureConfig, TrainConfig
@@ -15,8 +16,14 @@ from amtcli.inference.tokens import EOS, notes_to_tokens
 from amtcli.nets import build_model
 from amtcli.nets.transformer import DomainDiscriminator, grad_reverse
 from amtcli.training.checkpoints import load_checkpoint
-from amtcli.training.seq2seq import DomainConfig, Seq2SeqSpec, decoder_inputs, domain_lambda, domain_loss, train_seq2seq
-from conftest import sine
+from amtcli.training.seq2seq import (
+    DomainConfig,
+    Seq2SeqSpec,
+    decoder_inputs,
+    domain_lambda,
+    domain_loss,
+    train_seq2seq,
+)
 
 TINY = {"conv_channels": [4, 4], "d_model": 32, "n_heads": 2, "encoder_layers": 1, "decoder_layers": 1, "ff_dim": 64, "dropout": 0.0, "segment_frames": 32, "max_tokens": 24, "disc_hidden": 16}
 
@@ -128,7 +135,7 @@ def test_incremental_decoding_matches_teacher_forcing():
         full = model(x, tokens)
         memory = model.encode(x)
         kvs = model.memory_kv(memory)
-        caches = [dict() for _ in model.layers]
+        caches = [{} for _ in model.layers]
         steps = []
         for i in range(12):
             h = model._embed(tokens[:, i : i + 1], start=i)

@@ -184,7 +184,7 @@ def notes_to_tokens(notes: NoteArray, codec: Codec, *, start_s: float = 0.0, seg
     sps = codec.steps_per_second
     on = np.rint(q.onset_s * sps).astype(np.int64)
     off = np.rint(q.offset_s * sps).astype(np.int64)
-    end = np.iinfo(np.int64).max if segment_s is None else int(round(segment_s * sps))
+    end = np.iinfo(np.int64).max if segment_s is None else round(segment_s * sps)
     tokens: list[int] = []
     # tie section: begun before the segment, still sounding at its start
     tied = np.nonzero((on < 0) & (off > 0))[0]
@@ -265,7 +265,7 @@ def decode_tokens(
     tied: set[int] = set()
     step = 0  # steps from the segment start
     in_run = False  # the previous token was a shift: a further shift adds to the same run
-    last_step = None if segment_s is None else int(round(segment_s * sps))
+    last_step = None if segment_s is None else round(segment_s * sps)
     velocity = DEFAULT_VELOCITY
     n_read = 0
 

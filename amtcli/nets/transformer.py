@@ -243,7 +243,7 @@ class TokenTransformer(nn.Module):
         memory = self.encode(features)
         b = memory.shape[0]
         kvs = self.memory_kv(memory)
-        caches = [dict() for _ in self.layers]
+        caches = [{} for _ in self.layers]
         seq = torch.full((b, 1), START, dtype=torch.long, device=memory.device)
         done = torch.zeros(b, dtype=torch.bool, device=memory.device)
         banned = torch.tensor([PAD, START], device=memory.device)

@@ -28,15 +28,16 @@ import json
 import os
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..config import DecodeConfig, FeatureConfig, TrainConfig, from_dict, to_dict
+from ..config import DecodeConfig, FeatureConfig, from_dict, to_dict
 from ..errors import BadInput, DatasetNotFound
 from ..inference.tokens import PAD, START, Codec, segment_targets
 from ..notes import notes_to_rolls
@@ -70,7 +71,7 @@ class Seq2SeqSpec(RunSpec):
         return d
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "Seq2SeqSpec":
+    def from_json(cls, d: dict[str, Any]) -> Seq2SeqSpec:
         base = RunSpec.from_json(d)
         return cls(
             base.architecture, base.model_config, base.feature_config, base.train_config, base.decode_config, base.data, base.init_from,
