@@ -3,7 +3,9 @@
 # domain-confusion ablation, from nothing to a results table.
 #
 #   SCALE=toy  bash scripts/train_transformer.sh   # a few minutes on 1 CPU core: proves every step runs
-#   SCALE=full bash scripts/train_transformer.sh   # the real run (see README "The token Transformer" for hours)
+#   SCALE=compact bash scripts/train_transformer.sh  # the bundled `synthetic-transformer`: ~2 h on 2 cores
+#   SCALE=full bash scripts/train_transformer.sh   # the full recipe (see README "The token Transformer" for hours)
+#   ARMS=domain-confusion ... runs one arm only (start both arms in two shells to use two cores)
 #
 # Data (nothing here ever trains on the evaluation pieces):
 #   labelled   $W/synth   POP909 + Nottingham, one-shot mixing of FluidR3_GM timbres (main + alpha * sub)
@@ -27,7 +29,16 @@ SCALE=${SCALE:-toy}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-${THREADS:-1}}
 W=${WORK:-work/transformer-$SCALE}
 TRAIN_SF=/usr/share/sounds/sf2/FluidR3_GM.sf2
-HELD_OUT_SF=${HELD_OUT_SF:-$(.venv/bin/python -c "import pretty_midi, pathlib; print(pathlib.Path(pretty_midi.__file__).parent / 'TimGM6mb.sf2')")}
+# the target domain's soundfont: MuseScore General's sampled piano when installed (scripts/setup.sh
+# installs it), else pretty_midi's TimGM6mb; never used for the labelled data
+MSG=/usr/share/sounds/sf3/MuseScore_General.sf3
+TIM=$(.venv/bin/python -c "import pretty_midi, pathlib; print(pathlib.Path(pretty_midi.__file__).parent / 'TimGM6mb.sf2')")
+if [ -f $MSG ]; then DEFAULT_HELD_OUT=$MSG; else DEFAULT_HELD_OUT=$TIM; fi
+HELD_OUT_SF=${HELD_OUT_SF:-$DEFAULT_HELD_OUT}
+ARMS=${ARMS:-synthetic-only domain-confusion}
+WORKERS=${WORKERS:-1}
+STAGES=${STAGES:-data train eval}   # e.g. STAGES=data, then ARMS=... STAGES=train in two shells, then STAGES=eval
+want() { [[ " $STAGES " == *" $1 "* ]]; }
 PROGRAMS=piano,electric_piano,harpsichord,guitar,strings,organ
 
 case $SCALE in
@@ -41,12 +52,17 @@ decoder_layers = 1
 ff_dim = 128
 max_tokens = 128'
     ;;
+  compact)
+    # 600 pieces: ~6.7 h of labelled audio (2 x 20 s excerpts each), ~3.3 h of target audio
+    LR=${LR:-1e-3} ; FILES=(--max-files 600) ; EXCERPT=20 ; K=2 ; STEPS=${STEPS:-8000} ; VAL_EVERY=1000 ; BATCH=8 ; WARMUP=1000 ; BANK_PROGRAMS=$PROGRAMS
+    MODEL=''   # the TransformerConfig defaults (1.46 M parameters)
+    ;;
   full)
     # 1000 pieces: ~11 h of labelled audio (2 x 20 s excerpts each), ~5.5 h of target audio
     FILES=(--max-files 1000) ; EXCERPT=20 ; K=2 ; STEPS=30000 ; VAL_EVERY=1000 ; BATCH=8 ; WARMUP=3000 ; BANK_PROGRAMS=$PROGRAMS
     MODEL=''   # the TransformerConfig defaults (1.46 M parameters)
     ;;
-  *) echo "SCALE must be toy or full" >&2; exit 2 ;;
+  *) echo "SCALE must be toy, compact or full" >&2; exit 2 ;;
 esac
 
 mkdir -p "$W"
@@ -56,7 +72,7 @@ $MODEL
 
 [train]
 batch_size = $BATCH
-lr = 5e-4
+lr = ${LR:-5e-4}
 warmup_steps = $(( STEPS / 20 > 1 ? STEPS / 20 : 1 ))
 val_every = $VAL_EVERY
 val_items = 16
@@ -65,19 +81,23 @@ threads = ${THREADS:-1}
 seed = 0
 EOF
 
+if want data; then
 echo "== 1. one-shot bank from the training soundfont"
 [ -f "$W/bank/bank.json" ] || $NICE $AMT synth --build-oneshots "$W/bank" -s "$TRAIN_SF" --programs "$BANK_PROGRAMS"
 
 echo "== 2. labelled synthetic data (one-shot mixing)"
 $NICE $AMT synth "$D/pop909" "$D/nottingham" -o "$W/synth" --renderer oneshot --oneshots "$W/bank" \
-  --mix-alpha 0.0:0.5 --excerpt-s $EXCERPT -k $K "${FILES[@]}" --features --seed 1
+  --mix-alpha 0.0:0.5 --excerpt-s $EXCERPT -k $K "${FILES[@]}" --features --seed 1 --workers $WORKERS
 
 echo "== 3. target domain: held-out soundfont + reverb + noise"
 $NICE $AMT synth "$D/pop909" "$D/nottingham" -o "$W/target" -s "$HELD_OUT_SF" --programs piano \
-  --reverb-p 1.0 --noise-p 1.0 --snr-db 15:30 --excerpt-s $EXCERPT -k 1 "${FILES[@]}" --features --seed 1
+  --reverb-p 1.0 --noise-p 1.0 --snr-db 15:30 --excerpt-s $EXCERPT -k 1 "${FILES[@]}" --features --seed 1 --workers $WORKERS
 
+fi
+
+if want train; then
 echo "== 4. the two arms"
-for arm in synthetic-only domain-confusion; do
+for arm in $ARMS; do
   extra=()
   [ $arm = domain-confusion ] && extra=(--unlabeled "$W/target" --domain-weight ${DOMAIN_WEIGHT:-0.3} --domain-warmup $WARMUP)
   if [ -f "$W/runs/$arm/checkpoints/last.pt" ]; then extra+=(--resume); fi
@@ -86,6 +106,9 @@ for arm in synthetic-only domain-confusion; do
   $AMT models export "$W/runs/$arm" -o "$W/releases/$arm" --overwrite
 done
 
+fi
+
+want eval || exit 0
 echo "== 5. evaluation"
 A=$W/releases/synthetic-only ; B=$W/releases/domain-confusion
 $NICE $AMT evaluate -d synthetic --root "$W/target" --split test -m "$A" -m "$B" --json "$W/eval-target.json" --overwrite

@@ -59,11 +59,14 @@ def train_worker(spec, out: Path, resume: bool, device: str, initial_state=None,
     """Train in this process (one rank of a group, or alone); rank 0 shows the progress."""
     from ..training import distributed as ddp
     from ..training.loop import train_transcriber
+    from ..training.seq2seq import Seq2SeqSpec, train_seq2seq
 
     ctx = ddp.context()
     dev = ddp.rank_device(device, ctx.local_rank)
 
     def run(cb=None):
+        if isinstance(spec, Seq2SeqSpec):  # the token Transformer has its own loop
+            return train_seq2seq(spec, out_dir=out, resume=resume, device=dev, on_event=cb)
         return train_transcriber(spec, out_dir=out, resume=resume, device=dev, on_event=cb, initial_state=initial_state, cache=cache, validate_first=validate_first)
 
     if ctx.is_main:
@@ -183,8 +186,10 @@ def train(
             raise BadInput(f"--data {d}: no such folder")
     dev = resolve_device(device)
     toml = load_toml_config(config)
-    if model in ("embedding", "transformer") and (nproc > 1 or noise_rounds):
-        raise BadInput(f"--nproc and --noise-rounds train the frame-level transcriber (unet-bilstm), not --model {model}")
+    if model == "embedding" and nproc > 1:
+        raise BadInput("--nproc trains the transcribers (unet-bilstm, transformer), not --model embedding")
+    if model in ("embedding", "transformer") and noise_rounds:
+        raise BadInput(f"--noise-rounds train the frame-level transcriber (unet-bilstm), not --model {model}")
 
     if model != "transformer" and (unlabeled or domain_weight is not None or domain_warmup is not None):
         raise BadInput("--unlabeled, --domain-weight and --domain-warmup are for --model transformer")
@@ -213,15 +218,16 @@ def train(
     from ..config import to_dict
 
     if model == "transformer":
-        from ..training.seq2seq import DomainConfig, Seq2SeqSpec, train_seq2seq
+        from ..training.seq2seq import DomainConfig, Seq2SeqSpec
 
         for d in unlabeled or []:
             if not d.is_dir():
                 raise BadInput(f"--unlabeled {d}: no such folder")
         dc = override(DomainConfig(), weight=domain_weight, warmup_steps=domain_warmup)
         spec = Seq2SeqSpec(model, to_dict(mc), from_dict(FeatureConfig, toml.get("features")), tc, from_dict(DecodeConfig, toml.get("decode")), data=[str(d.resolve()) for d in data], unlabeled=[str(d.resolve()) for d in unlabeled or []], domain_config=dc)
-        best = render_training(lambda cb: train_seq2seq(spec, out_dir=out, resume=resume, device=dev, on_event=cb), total_steps=tc.steps)
-        console().print(f"done: best checkpoint {best}")
+        best, is_main = run_training(spec, out=out, resume=resume, device=dev, nproc=nproc)
+        if is_main:
+            console().print(f"done: best checkpoint {best}")
         return
     nc = noise_config(toml.get("noise"), rounds=noise_rounds, steps=noise_steps, target=noise_target, kind=noise_kind, domain=noise_domain)
     spec = RunSpec(model, to_dict(mc), from_dict(FeatureConfig, toml.get("features")), tc, from_dict(DecodeConfig, toml.get("decode")), data=[str(d.resolve()) for d in data], noise=nc)

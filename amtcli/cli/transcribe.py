@@ -11,6 +11,11 @@ from . import app
 from .common import DeviceOpt, ModelOpt, OverwriteOpt, console, err_console, fail, handle_errors, progress
 
 
+def invalid_tokens_text(n: int) -> str:
+    """How a token model's skipped tokens are reported (0 is worth saying too: the decoding was clean)."""
+    return f"{n} invalid token{'' if n == 1 else 's'} skipped"
+
+
 def _plan_outputs(inputs: list[Path], out: Optional[Path], fmt: Optional[str]) -> list[tuple[Path, Path]]:
     """(audio file, output file) pairs. One file + ``-o FILE`` writes there; otherwise ``-o`` is a folder
     (created if needed; folder inputs keep their sub-folders) and the default is beside each input."""
@@ -84,6 +89,8 @@ def transcribe(
 
     failures: list[str] = []
     total_audio = 0.0
+    total_invalid = 0
+    tokens_model = getattr(net, "output_kind", "frames") == "tokens"
     t0 = time.perf_counter()
     many = len(pairs) > 1
     with progress() as bar:
@@ -94,12 +101,16 @@ def transcribe(
                 if dst.exists() and not overwrite:
                     raise AmtError(f"{dst} already exists (use --overwrite to replace it)")
                 result = transcribe_full(src, model=(net, release), device=dev, decode=decode, chunk_s=chunk_s, keep_features=plot)
-                write_notes(result.notes, dst, fmt=format_for(dst), meta={"source": str(src), "model": model})
+                meta = {"source": str(src), "model": model}
+                if tokens_model:
+                    meta["invalid_tokens"] = result.invalid_tokens
+                write_notes(result.notes, dst, fmt=format_for(dst), meta=meta)
                 if plot:
                     plot_transcription(dst.with_suffix(".png"), features=result.features, notes=result.notes, frame_rate=fc.frame_rate, bins_per_semitone=fc.bins_per_semitone, fmin_midi=fc.fmin_midi)
                 total_audio += result.duration_s
+                total_invalid += result.invalid_tokens
                 if not many:
-                    console().print(f"{dst}: {len(result.notes)} notes from {result.duration_s:.1f} s of audio")
+                    console().print(f"{dst}: {len(result.notes)} notes from {result.duration_s:.1f} s of audio" + (f"; {invalid_tokens_text(result.invalid_tokens)}" if tokens_model else ""))
             except AmtError as exc:
                 if not many:
                     raise
@@ -108,6 +119,6 @@ def transcribe(
             bar.advance(task)
     wall = time.perf_counter() - t0
     if many:
-        console().print(f"{len(pairs) - len(failures)} of {len(pairs)} files transcribed ({total_audio:.0f} s of audio in {wall:.1f} s)")
+        console().print(f"{len(pairs) - len(failures)} of {len(pairs)} files transcribed ({total_audio:.0f} s of audio in {wall:.1f} s)" + (f"; {invalid_tokens_text(total_invalid)}" if tokens_model else ""))
     if failures:
         raise fail(f"{len(failures)} file(s) failed (see above)", 1)

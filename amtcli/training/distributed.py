@@ -205,6 +205,27 @@ def mean(value: float) -> float:
     return float(t[0]) / ctx.world_size
 
 
+def average_gradients(params, *scalars: float) -> list[float]:
+    """Average the gradients of ``params`` over ranks in one flat all-reduce, together with
+    ``scalars`` (e.g. the loss); returns the scalars' means. For loops that call a model's methods
+    rather than its ``forward`` (which DistributedDataParallel hooks). Parameters without a
+    gradient are skipped (the same ones on every rank: the ranks run the same code). A no-op that
+    returns ``scalars`` in a single process."""
+    ctx = context()
+    if not ctx.distributed:
+        return list(scalars)
+    grads = [p.grad for p in params if p.grad is not None]
+    device = grads[0].device if grads else torch.device("cpu")
+    flat = torch.cat([g.reshape(-1).float() for g in grads] + [torch.tensor(scalars, dtype=torch.float32, device=device)])
+    dist.all_reduce(flat)
+    flat /= ctx.world_size
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset : offset + g.numel()].view_as(g))
+        offset += g.numel()
+    return flat[offset:].tolist()
+
+
 def on_main(fn: Callable[[], Any]) -> Any:
     """Run ``fn`` on rank 0 only and hand its result (or its amt error) to every rank."""
     ctx = context()

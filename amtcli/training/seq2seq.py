@@ -28,6 +28,7 @@ import json
 import os
 import random
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,7 @@ from ..config import DecodeConfig, FeatureConfig, from_dict, to_dict
 from ..errors import BadInput, DatasetNotFound
 from ..inference.tokens import PAD, START, Codec, segment_targets
 from ..notes import notes_to_rolls
+from . import distributed as ddp
 from .checkpoints import load_checkpoint, prune_checkpoints, save_checkpoint, step_path
 from .data import Example, load_examples, read_manifest
 from .loop import RunSpec, _rng_state, _set_rng_state, lr_at, resolve_precision
@@ -246,34 +248,44 @@ def train_seq2seq(
     device: str = "cpu",
     on_event: Callback | None = None,
 ) -> Path:
-    """Train (or resume) a token-Transformer run in ``out_dir``. Returns the path of the best checkpoint."""
+    """Train (or resume) a token-Transformer run in ``out_dir``. Returns the path of the best checkpoint.
+
+    Inside a process group (torchrun, ``distributed.launch``) every rank draws its own labelled and
+    unlabeled batches (seed + rank) and the gradients of model and discriminator are averaged over
+    the ranks after each backward pass (:func:`distributed.average_gradients`: the loop calls the
+    model's ``encode``/``decode``, not a ``forward`` that DistributedDataParallel could hook); rank 0
+    alone validates, calls ``on_event`` and writes files.
+    """
     from ..nets import build_model
     from ..nets.transformer import DomainDiscriminator
 
-    emit = on_event or (lambda kind, data: None)
+    ctx = ddp.context()
+    emit = (on_event if ctx.is_main else None) or (lambda kind, data: None)
     out = Path(out_dir)
     ckpt_dir = out / "checkpoints"
     cfg = spec.train_config
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
 
-    if resume:
-        last = ckpt_dir / "last.pt"
-        if not last.is_file():
-            raise BadInput(f"{out}: nothing to resume (no checkpoints/last.pt)")
-        state = load_checkpoint(last)
-        saved = Seq2SeqSpec.from_json(json.loads(state["config"]))
-        if (saved.architecture, saved.model_config, saved.feature_config) != (spec.architecture, spec.model_config, spec.feature_config):
-            raise BadInput(f"{out}: --resume with a different model or features than the run was started with")
-        if (saved.unlabeled, saved.domain_config) != (spec.unlabeled, spec.domain_config) and (spec.unlabeled or spec.domain_config != DomainConfig()):
-            raise BadInput(f"{out}: --resume with different --unlabeled / --domain-* settings than the run was started with")
-        spec = Seq2SeqSpec(saved.architecture, saved.model_config, saved.feature_config, cfg, saved.decode_config, saved.data, saved.init_from, unlabeled=saved.unlabeled, domain_config=saved.domain_config)
-    else:
+    def prepare() -> tuple[Seq2SeqSpec, dict[str, Any] | None]:
+        if resume:
+            last = ckpt_dir / "last.pt"
+            if not last.is_file():
+                raise BadInput(f"{out}: nothing to resume (no checkpoints/last.pt)")
+            state = load_checkpoint(last)
+            saved = Seq2SeqSpec.from_json(json.loads(state["config"]))
+            if (saved.architecture, saved.model_config, saved.feature_config) != (spec.architecture, spec.model_config, spec.feature_config):
+                raise BadInput(f"{out}: --resume with a different model or features than the run was started with")
+            if (saved.unlabeled, saved.domain_config) != (spec.unlabeled, spec.domain_config) and (spec.unlabeled or spec.domain_config != DomainConfig()):
+                raise BadInput(f"{out}: --resume with different --unlabeled / --domain-* settings than the run was started with")
+            return Seq2SeqSpec(saved.architecture, saved.model_config, saved.feature_config, cfg, saved.decode_config, saved.data, saved.init_from, unlabeled=saved.unlabeled, domain_config=saved.domain_config), state
         if (out / "config.json").exists() or (ckpt_dir / "last.pt").exists():
             raise BadInput(f"{out}: a run is already there (use --resume to continue it, or another --out)")
-        state = None
+        return spec, None
 
-    rng = np.random.default_rng(cfg.seed)
+    spec, state = ddp.on_main(prepare)  # rank 0 reads the run; every rank gets the same state
+
+    rng = np.random.default_rng(cfg.seed + ctx.rank)  # each rank draws its own batches
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     fc = spec.feature_config
@@ -282,6 +294,8 @@ def train_seq2seq(
         raise BadInput(f"architecture {spec.architecture!r} does not write tokens (use amt train's own loop)")
     mc = model.config
     disc = DomainDiscriminator(mc.d_model, mc.disc_hidden).to(device)
+    if ctx.distributed:
+        torch.manual_seed(cfg.seed + ctx.rank)  # dropout differs per rank; the weights start equal
     optimizer = torch.optim.AdamW(list(model.parameters()) + list(disc.parameters()), lr=cfg.lr, weight_decay=cfg.weight_decay)
     step, best_f1 = 0, -1.0
     if state is not None:
@@ -289,19 +303,28 @@ def train_seq2seq(
         disc.load_state_dict(state["discriminator"], strict=True)
         optimizer.load_state_dict(state["optimizer"])
         step, best_f1 = int(state["step"]), float(state["best_f1"])
-        _set_rng_state(rng, state["rng"])
+        ranks = state.get("rng_ranks")
+        if ctx.distributed and ranks is not None and len(ranks) == ctx.world_size:
+            _set_rng_state(rng, ranks[ctx.rank])
+        elif ctx.rank == 0:
+            _set_rng_state(rng, state["rng"])
+        else:  # resumed with more processes than the run had: continues, but not bit-exactly
+            rng = np.random.default_rng([cfg.seed + ctx.rank, step])
+        del state
 
     emit("status", {"message": "loading training data"})
     train = load_examples(spec.data, split="train", feature_config=fc, on_progress=lambda i, n: emit("load", {"done": i, "total": n}))
     if not train:
         raise BadInput(f"no training items in {', '.join(spec.data)} (split 'train')")
-    val = load_examples(spec.data, split="validation", feature_config=fc, limit=cfg.val_items)
+    val = load_examples(spec.data, split="validation", feature_config=fc, limit=cfg.val_items) if ctx.is_main else []
+    has_val = bool(ddp.broadcast(bool(val)))
     real: list[np.ndarray] = []
     if spec.unlabeled:
         emit("status", {"message": "loading unlabeled audio"})
         real = load_unlabeled(spec.unlabeled, feature_config=fc, on_progress=lambda i, n: emit("load", {"done": i, "total": n}))
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(spec.to_json(), indent=2) + "\n")
+    if ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(spec.to_json(), indent=2) + "\n")
 
     codec = model.codec
     seg = mc.segment_frames
@@ -309,18 +332,23 @@ def train_seq2seq(
     dev_type = "cuda" if device.startswith("cuda") else "cpu"
     scaler = torch.amp.GradScaler("cuda", enabled=autocast_dtype == torch.float16)
     params = list(model.parameters()) + list(disc.parameters())
-    emit("start", {"step": step, "steps": cfg.steps, "train_items": len(train), "val_items": len(val), "unlabeled_items": len(real), "precision": str(autocast_dtype or "fp32")})
+    emit("start", {"step": step, "steps": cfg.steps, "train_items": len(train), "val_items": len(val), "unlabeled_items": len(real), "precision": str(autocast_dtype or "fp32"), "processes": ctx.world_size})
 
     def checkpoint(tag_best: bool) -> None:
+        rng_states = ddp.all_gather(_rng_state(rng))  # every rank's generators, for an exact resume
+        if not ctx.is_main:
+            return
         payload = {
             "model": model.state_dict(),
             "discriminator": disc.state_dict(),
             "optimizer": optimizer.state_dict(),
             "step": step,
             "best_f1": best_f1,
-            "rng": _rng_state(rng),
+            "rng": rng_states[0],
             "config": json.dumps(spec.to_json()),
         }
+        if ctx.distributed:
+            payload["rng_ranks"] = rng_states
         save_checkpoint(payload, ckpt_dir / "last.pt")
         save_checkpoint(payload, step_path(ckpt_dir, step))
         prune_checkpoints(ckpt_dir, keep=cfg.keep_checkpoints)
@@ -331,9 +359,12 @@ def train_seq2seq(
     model.train()
     disc.train()
     t_last, steps_since, tokens_since = time.perf_counter(), 0, 0
+    data_crc = 0  # what this rank trained on (ranks must differ); kept under DDP only
     while step < cfg.steps:
         x, y, rolls = sample_token_batch(train, batch_size=cfg.batch_size, segment_frames=seg, codec=codec, feature_config=fc, max_tokens=mc.max_tokens, rng=rng)
         xr = sample_unlabeled_batch(real, batch_size=cfg.batch_size, segment_frames=seg, feature_config=fc, rng=rng) if real else None
+        if ctx.distributed:
+            data_crc = zlib.crc32(x.tobytes(), data_crc)
         targets = torch.from_numpy(y).to(device)
         lr = lr_at(step, cfg)
         for group in optimizer.param_groups:
@@ -354,40 +385,55 @@ def train_seq2seq(
                 memory_r = model.encode(torch.from_numpy(xr).to(device))
                 loss_dom, disc_acc = domain_loss(disc, memory_s, memory_r, scale=lam)
                 loss = loss + loss_dom
-                record = {"domain_loss": float(loss_dom.detach()), "disc_acc": disc_acc, "domain_lambda": lam}
-        if not torch.isfinite(loss):
-            raise BadInput(f"the loss became {float(loss)} at step {step}: lower --lr or check the data")
+                record.update(domain_loss=float(loss_dom.detach()), disc_acc=disc_acc, domain_lambda=lam)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
+        # mean over ranks of the gradients and the loss (a non-finite loss on any rank stops every rank)
+        (mean_loss,) = ddp.average_gradients(params, float(loss.detach()))
+        if not np.isfinite(mean_loss):
+            raise BadInput(f"the loss became {mean_loss} at step {step}: lower --lr or check the data")
         scaler.unscale_(optimizer)
         grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.clip_grad))  # before the step
         scaler.step(optimizer)
         scaler.update()
         step += 1
         steps_since += 1
-        tokens_since += int((targets != PAD).sum())
+        tokens_since += int((targets != PAD).sum()) * ctx.world_size
         now = time.perf_counter()
-        record = {"step": step, "loss": float(loss.detach()), "token_loss": float(loss_tok.detach()), "token_acc": tok_acc, **record, "lr": lr, "grad_norm": grad_norm}
+        record = {"step": step, "loss": mean_loss, "token_loss": float(loss_tok.detach()), "token_acc": tok_acc, **record, "lr": lr, "grad_norm": grad_norm}
         if step % 10 == 0 or step == cfg.steps:
             record["steps_per_s"] = steps_since / max(1e-9, now - t_last)
             record["tokens_per_s"] = tokens_since / max(1e-9, now - t_last)
             t_last, steps_since, tokens_since = now, 0, 0
-            with metrics_path.open("a") as f:
-                f.write(json.dumps(record) + "\n")
+            if ctx.is_main:
+                with metrics_path.open("a") as f:
+                    f.write(json.dumps(record) + "\n")
         emit("step", record)
-        is_val = val and (step % cfg.val_every == 0 or step == cfg.steps)
+        is_val = has_val and (step % cfg.val_every == 0 or step == cfg.steps)
         if is_val:
-            scores = validate_tokens(model, val, device=device, decode=spec.decode_config)
-            improved = scores["note_f1"] > best_f1
-            best_f1 = max(best_f1, scores["note_f1"])
-            rec = {"step": step, "val": scores, "best_f1": best_f1}
-            with metrics_path.open("a") as f:
-                f.write(json.dumps(rec) + "\n")
+            rec = None
+            if ctx.is_main:
+                scores = validate_tokens(model, val, device=device, decode=spec.decode_config)
+                rec = {"step": step, "val": scores, "best_f1": max(best_f1, scores["note_f1"]), "improved": scores["note_f1"] > best_f1}
+            rec = ddp.broadcast(rec)  # the others wait here while rank 0 validates
+            improved = rec.pop("improved")
+            best_f1 = rec["best_f1"]
+            if ctx.is_main:
+                with metrics_path.open("a") as f:
+                    f.write(json.dumps(rec) + "\n")
             emit("val", rec)
             checkpoint(tag_best=improved)
         elif step % cfg.checkpoint_every == 0 or step == cfg.steps:
-            checkpoint(tag_best=not val and step == cfg.steps)
-    if not (ckpt_dir / "best.pt").exists():
+            checkpoint(tag_best=not has_val and step == cfg.steps)
+    if not ddp.on_main(lambda: (ckpt_dir / "best.pt").exists()):
         checkpoint(tag_best=True)
+    if ctx.distributed:  # every replica must hold the same weights
+        weights = {**model.state_dict(), **{f"discriminator.{k}": v for k, v in disc.state_dict().items()}}
+        replicas = ddp.all_gather({"rank": ctx.rank, "weights_sha256": ddp.state_checksum(weights), "data_crc32": data_crc})
+        if ctx.is_main:
+            with metrics_path.open("a") as f:
+                f.write(json.dumps({"step": step, "replicas": replicas}) + "\n")
+        if len({r["weights_sha256"] for r in replicas}) != 1:
+            raise RuntimeError(f"the {ctx.world_size} training processes ended with different weights")
     emit("done", {"step": step, "best_f1": best_f1})
     return ckpt_dir / "best.pt"
