@@ -111,9 +111,20 @@ fi
 want eval || exit 0
 echo "== 5. evaluation"
 A=$W/releases/synthetic-only ; B=$W/releases/domain-confusion
-$NICE $AMT evaluate -d synthetic --root "$W/target" --split test -m "$A" -m "$B" --json "$W/eval-target.json" --overwrite
-$NICE $AMT evaluate -d synthetic --root "$W/synth" --split test -m "$A" -m "$B" --json "$W/eval-synth.json" --overwrite
+# the bundled U-Net (`synthetic`, trained on other data: soundfont renders of ASAP/POP909/Nottingham)
+# is scored beside the two arms for reference
+REF=(-m synthetic)
+$NICE $AMT evaluate -d synthetic --root "$W/target" --split test -m "$A" -m "$B" "${REF[@]}" --json "$W/eval-target.json" --overwrite
+$NICE $AMT evaluate -d synthetic --root "$W/synth" --split test -m "$A" -m "$B" "${REF[@]}" --json "$W/eval-synth.json" --overwrite
 if [ -d "$DATA/real/madmom_piano_sample" ]; then
-  $NICE $AMT evaluate -d pairs --root "$DATA/real/madmom_piano_sample" -m "$A" -m "$B" --json "$W/eval-real.json" --overwrite
+  $NICE $AMT evaluate -d pairs --root "$DATA/real/madmom_piano_sample" -m "$A" -m "$B" "${REF[@]}" --json "$W/eval-real.json" --overwrite
+fi
+if [ -d "$DATA/real/maestro" ]; then
+  $NICE $AMT evaluate -d maestro --root "$DATA/real/maestro" --split all -m "$A" -m "$B" "${REF[@]}" --json "$W/eval-maestro.json" --overwrite
+fi
+# ASAP pieces (never in the transformer's data) rendered like the target domain (MuseScore piano,
+# reverb, noise): made by scripts/evaluate_synthetic_model.sh for the U-Net's evaluation
+if [ -f "${ASAP_TEST:-work/data/asap-steinway-test}/manifest.jsonl" ]; then
+  $NICE $AMT evaluate -d synthetic --root "${ASAP_TEST:-work/data/asap-steinway-test}" --split test -m "$A" -m "$B" "${REF[@]}" --json "$W/eval-asap.json" --overwrite
 fi
 echo "done: $W/eval-*.json; training logs in $W/runs/*/metrics.jsonl"

@@ -43,3 +43,16 @@ def prune_checkpoints(checkpoint_dir: Path, *, keep: int) -> None:
     steps = sorted(p for p in checkpoint_dir.glob("step-*.pt") if _STEP_RE.search(p.name))
     for p in steps[: max(0, len(steps) - keep)]:
         p.unlink(missing_ok=True)
+
+
+def open_run(out: Path, *, resume: bool) -> dict[str, Any] | None:
+    """The state in ``out/checkpoints/last.pt`` when resuming; ``None`` for a new run, which must not
+    land on an existing one."""
+    last = out / "checkpoints" / "last.pt"
+    if resume:
+        if not last.is_file():
+            raise BadInput(f"{out}: nothing to resume (no checkpoints/last.pt)")
+        return load_checkpoint(last)
+    if (out / "config.json").exists() or last.exists():
+        raise BadInput(f"{out}: a run is already there (use --resume to continue it, or another --out)")
+    return None

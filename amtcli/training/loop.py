@@ -34,7 +34,13 @@ import torch
 from ..config import DecodeConfig, FeatureConfig, TrainConfig, from_dict, to_dict
 from ..errors import BadInput
 from . import distributed as ddp
-from .checkpoints import load_checkpoint, prune_checkpoints, save_checkpoint, step_path
+from .checkpoints import (
+    load_checkpoint,
+    open_run,
+    prune_checkpoints,
+    save_checkpoint,
+    step_path,
+)
 from .data import Example, cache_features, load_examples, sample_batch
 from .losses import count_positives, pitch_balance_weights, transcription_loss
 from .noise import LossProbe, NoiseConfig, Noiser, round_lr, search_noise_level
@@ -143,6 +149,20 @@ def _set_rng_state(rng: np.random.Generator, state: dict[str, Any]) -> None:
     random.setstate((py[0], tuple(py[1]), py[2]))
 
 
+def restore_rank_rng(rng: np.random.Generator, state: dict[str, Any], *, ctx: ddp.DistContext, seed: int, step: int) -> np.random.Generator:
+    """This rank's random generators from a checkpoint (``rng_ranks`` holds every rank's under DDP).
+    Resumed with more processes than the run had, the new ranks continue from fresh generators:
+    the run goes on, but not bit-exactly."""
+    ranks = state.get("rng_ranks")
+    if ctx.distributed and ranks is not None and len(ranks) == ctx.world_size:
+        _set_rng_state(rng, ranks[ctx.rank])
+    elif ctx.rank == 0:
+        _set_rng_state(rng, state["rng"])
+    else:
+        rng = np.random.default_rng([seed + ctx.rank, step])
+    return rng
+
+
 def train_transcriber(
     spec: RunSpec,
     *,
@@ -176,11 +196,8 @@ def train_transcriber(
         torch.set_num_threads(cfg.threads)
 
     def prepare() -> tuple[RunSpec, dict[str, Any] | None]:
-        if resume:
-            last = ckpt_dir / "last.pt"
-            if not last.is_file():
-                raise BadInput(f"{out}: nothing to resume (no checkpoints/last.pt)")
-            state = load_checkpoint(last)
+        state = open_run(out, resume=resume)
+        if state is not None:
             saved = RunSpec.from_json(json.loads(state["config"]))
             # the schedule may be extended (--steps, more noise rounds), everything else must match the run
             same_model = json.dumps(saved.model_config, sort_keys=True) == json.dumps(spec.model_config, sort_keys=True)  # tuples vs JSON lists
@@ -190,8 +207,6 @@ def train_transcriber(
                 raise BadInput(f"{out}: --resume with other frozen parts ({list(spec.freeze)}) than the run ({list(saved.freeze)})")
             noise = noise_cfg if noise_cfg.rounds > 0 else saved.noise
             return RunSpec(saved.architecture, saved.model_config, saved.feature_config, cfg, saved.decode_config, saved.data, saved.init_from, noise, saved.freeze, spec.patience), state
-        if (out / "config.json").exists() or (ckpt_dir / "last.pt").exists():
-            raise BadInput(f"{out}: a run is already there (use --resume to continue it, or another --out)")
         return spec, None
 
     spec, state = ddp.on_main(prepare)  # rank 0 reads the run; every rank gets the same state
@@ -219,13 +234,7 @@ def train_transcriber(
         optimizer.load_state_dict(state["optimizer"])
         step, best_f1 = int(state["step"]), float(state["best_f1"])
         phase.update(json.loads(state["phase"]) if "phase" in state else {})
-        ranks = state.get("rng_ranks")
-        if ctx.distributed and ranks is not None and len(ranks) == ctx.world_size:
-            _set_rng_state(rng, ranks[ctx.rank])
-        elif ctx.rank == 0:
-            _set_rng_state(rng, state["rng"])
-        else:  # resumed with more processes than the run had: continues, but not bit-exactly
-            rng = np.random.default_rng([cfg.seed + ctx.rank, step])
+        rng = restore_rank_rng(rng, state, ctx=ctx, seed=cfg.seed, step=step)
         del state
     net = model
     if ctx.distributed:

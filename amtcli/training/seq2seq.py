@@ -43,9 +43,9 @@ from ..errors import BadInput, DatasetNotFound
 from ..inference.tokens import PAD, START, Codec, segment_targets
 from ..notes import notes_to_rolls
 from . import distributed as ddp
-from .checkpoints import load_checkpoint, prune_checkpoints, save_checkpoint, step_path
+from .checkpoints import open_run, prune_checkpoints, save_checkpoint, step_path
 from .data import Example, load_examples, read_manifest
-from .loop import RunSpec, _rng_state, _set_rng_state, lr_at, resolve_precision
+from .loop import RunSpec, _rng_state, lr_at, resolve_precision, restore_rank_rng
 
 Callback = Callable[[str, dict[str, Any]], None]
 
@@ -268,19 +268,14 @@ def train_seq2seq(
         torch.set_num_threads(cfg.threads)
 
     def prepare() -> tuple[Seq2SeqSpec, dict[str, Any] | None]:
-        if resume:
-            last = ckpt_dir / "last.pt"
-            if not last.is_file():
-                raise BadInput(f"{out}: nothing to resume (no checkpoints/last.pt)")
-            state = load_checkpoint(last)
+        state = open_run(out, resume=resume)
+        if state is not None:
             saved = Seq2SeqSpec.from_json(json.loads(state["config"]))
             if (saved.architecture, saved.model_config, saved.feature_config) != (spec.architecture, spec.model_config, spec.feature_config):
                 raise BadInput(f"{out}: --resume with a different model or features than the run was started with")
             if (saved.unlabeled, saved.domain_config) != (spec.unlabeled, spec.domain_config) and (spec.unlabeled or spec.domain_config != DomainConfig()):
                 raise BadInput(f"{out}: --resume with different --unlabeled / --domain-* settings than the run was started with")
             return Seq2SeqSpec(saved.architecture, saved.model_config, saved.feature_config, cfg, saved.decode_config, saved.data, saved.init_from, unlabeled=saved.unlabeled, domain_config=saved.domain_config), state
-        if (out / "config.json").exists() or (ckpt_dir / "last.pt").exists():
-            raise BadInput(f"{out}: a run is already there (use --resume to continue it, or another --out)")
         return spec, None
 
     spec, state = ddp.on_main(prepare)  # rank 0 reads the run; every rank gets the same state
@@ -303,13 +298,7 @@ def train_seq2seq(
         disc.load_state_dict(state["discriminator"], strict=True)
         optimizer.load_state_dict(state["optimizer"])
         step, best_f1 = int(state["step"]), float(state["best_f1"])
-        ranks = state.get("rng_ranks")
-        if ctx.distributed and ranks is not None and len(ranks) == ctx.world_size:
-            _set_rng_state(rng, ranks[ctx.rank])
-        elif ctx.rank == 0:
-            _set_rng_state(rng, state["rng"])
-        else:  # resumed with more processes than the run had: continues, but not bit-exactly
-            rng = np.random.default_rng([cfg.seed + ctx.rank, step])
+        rng = restore_rank_rng(rng, state, ctx=ctx, seed=cfg.seed, step=step)
         del state
 
     emit("status", {"message": "loading training data"})
