@@ -48,6 +48,18 @@ def test_shipped_registry_is_valid_and_bundled_files_match_it():
             assert registry.sha256_file(path) == info.sha256, f"{entry.name}/{fname}: re-run scripts/register_model.py"
 
 
+def test_registry_metrics_of_bundled_models_are_the_ones_their_cards_report():
+    """`amt models list/info` show the registry's headline figures; they must be the model card's
+    (a retrained model with a new card but old registry figures is caught here)."""
+    for entry in registry.load_registry(registry.REGISTRY_PATH).values():
+        if entry.bundled is None or not entry.metrics:
+            continue
+        card = (zoo.bundled_folder(entry) / "README.md").read_text()
+        for key, value in entry.metrics.items():
+            shown = f"{value:g}" if isinstance(value, float) else str(value)
+            assert shown in card, f"{entry.name}: registry metric {key}={shown} is not in its model card"
+
+
 @pytest.mark.parametrize(
     "change, message",
     [
