@@ -127,4 +127,5 @@ fi
 if [ -f "${ASAP_TEST:-work/data/asap-steinway-test}/manifest.jsonl" ]; then
   $NICE $AMT evaluate -d synthetic --root "${ASAP_TEST:-work/data/asap-steinway-test}" --split test -m "$A" -m "$B" "${REF[@]}" --json "$W/eval-asap.json" --overwrite
 fi
-echo "done: $W/eval-*.json; training logs in $W/runs/*/metrics.jsonl"
+.venv/bin/python scripts/transformer_table.py "$W" | tee "$W/ablation.md"
+echo "done: $W/eval-*.json, $W/ablation.md; training logs in $W/runs/*/metrics.jsonl"
