@@ -250,6 +250,8 @@ def test_cli_train_export_transcribe(cached_dataset, unlabeled_dir, tmp_path):
     res = runner.invoke(app, ["models", "export", str(run), "-o", str(rel)])
     assert res.exit_code == 0, res.output
     assert json.loads((rel / "config.json").read_text())["architecture"] == "transformer"
+    card = (rel / "README.md").read_text()  # the card says how the domain gap was handled
+    assert "gradient-reversal" in card and "from 0 to 0.3 over 1 steps" in card and str(unlabeled_dir) in card
     wav = tmp_path / "a.wav"
     from amtcli.audio.io import save_audio
 

@@ -81,6 +81,25 @@ def _fmt(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
+def _domain_lines(spec: dict[str, Any]) -> list[str]:
+    """What a token-Transformer run did about the domain gap (``amt train --unlabeled``)."""
+    if spec.get("architecture") != "transformer":
+        return []
+    unlabeled = spec.get("unlabeled") or []
+    if not unlabeled:
+        return ["- Domain confusion: none (trained on the labelled synthetic data alone)"]
+    dc = spec.get("domain_config") or {}
+    hidden = (spec.get("model_config") or {}).get("disc_hidden", "?")
+    return [
+        (
+            f"- Domain confusion: a per-frame discriminator (MLP, {hidden} hidden units) on the encoder's features behind "
+            f"a gradient-reversal layer; factor rising linearly from 0 to {dc.get('weight', '?')} over "
+            f"{dc.get('warmup_steps', '?')} steps"
+        ),
+        "- Unlabeled audio (its train split when an `amt synth` folder): " + ", ".join(f"`{u}`" for u in unlabeled),
+    ]
+
+
 def model_card(
     name: str,
     *,
@@ -111,6 +130,7 @@ def model_card(
             lines.append(f"- {key}: {train[key]}")
     if spec.get("init_from"):
         lines.append(f"- Fine-tuned from: `{spec['init_from']}`")
+    lines += _domain_lines(spec)
     lines += ["", "Training data:", ""]
     lines += [f"- `{d}`" for d in data] or ["- (not recorded in the run's config.json)"]
     lines += [
