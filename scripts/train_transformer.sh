@@ -115,6 +115,9 @@ A=$W/releases/synthetic-only ; B=$W/releases/domain-confusion
 # is scored beside the two arms for reference
 REF=(-m synthetic)
 $NICE $AMT evaluate -d synthetic --root "$W/target" --split test -m "$A" -m "$B" "${REF[@]}" --json "$W/eval-target.json" --overwrite
+# the target's validation split (not among the unlabeled audio either): which arm ships is chosen here,
+# so the test figures above stay untouched by that choice
+$NICE $AMT evaluate -d synthetic --root "$W/target" --split validation -m "$A" -m "$B" --json "$W/eval-target-val.json" --overwrite
 $NICE $AMT evaluate -d synthetic --root "$W/synth" --split test -m "$A" -m "$B" "${REF[@]}" --json "$W/eval-synth.json" --overwrite
 if [ -d "$DATA/real/madmom_piano_sample" ]; then
   $NICE $AMT evaluate -d pairs --root "$DATA/real/madmom_piano_sample" -m "$A" -m "$B" "${REF[@]}" --json "$W/eval-real.json" --overwrite
