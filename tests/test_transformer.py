@@ -342,3 +342,21 @@ def test_two_processes_train_one_transformer_and_resume_exactly(cached_dataset, 
     for part in ("model", "discriminator"):
         for k in a[part]:
             torch.testing.assert_close(a[part][k], b[part][k], rtol=0, atol=0)
+
+
+def test_bundled_synthetic_transformer_transcribes_the_example(monkeypatch):
+    """The shipped token model loads from the bundled copy with no network and writes notes in the
+    piano's range for the bundled example (its accuracy is on its model card, measured elsewhere)."""
+    from pathlib import Path
+
+    import amtcli
+    from amtcli.audio.io import load_audio
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    model, _release = amtcli.load_model("synthetic-transformer", device="cpu")
+    assert getattr(model, "output_kind", None) == "tokens"
+    audio = load_audio(Path(__file__).resolve().parents[1] / "examples" / "piano.flac", sample_rate=16000)[: 16000 * 8]
+    notes = amtcli.transcribe(audio, model=model, device="cpu")
+    assert len(notes) > 5
+    assert 40 <= notes.pitch.min() and notes.pitch.max() <= 90  # BWV 846 bars 1-3 lie in C3..E5
+    assert (notes.offset_s > notes.onset_s).all() and notes.offset_s.max() <= 8.0 + 1e-6
