@@ -35,6 +35,7 @@ def cqt_kernels(config: FeatureConfig) -> tuple[np.ndarray, np.ndarray]:
         n = int(length)
         start = int(np.ceil(width / 2.0 - length / 2.0)) - (1 if n % 2 == 1 else 0)
         window = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n) / n)  # periodic Hann
+        # the division by the length cancels in the normalisation; it stays so the float rounding is nnAudio's
         sig = window * np.exp(np.arange((-n) // 2, n // 2) * 2j * np.pi * freq / config.sample_rate) / length
         kernels[k, start : start + n] = sig / np.abs(sig).sum()
     return kernels, lengths.astype(np.float32)
@@ -61,8 +62,7 @@ class CQTFrontEnd(nn.Module):
         kernels, lengths = cqt_kernels(config)
         self.kernel_width = kernels.shape[1]
         self.hop_length = config.hop_length
-        self._offsets: list[int] = []
-        self._bands = 0
+        self._offsets: list[int] = []  # where band i's cut kernels start in the full window
         support = np.abs(kernels) > 0
         for b0 in range(0, config.n_bins, self.band_bins):
             band = kernels[b0 : b0 + self.band_bins]
@@ -71,9 +71,8 @@ class CQTFrontEnd(nn.Module):
             # real parts then imaginary parts (nnAudio negates the imaginary one; the magnitude is the same)
             weight = np.concatenate([band.real[:, lo:hi], band.imag[:, lo:hi]])[:, None, :]
             # derived data: rebuilt from the config, kept out of state_dict
-            self.register_buffer(f"band{self._bands}", torch.from_numpy(np.ascontiguousarray(weight, dtype=np.float32)), persistent=False)
+            self.register_buffer(f"band{len(self._offsets)}", torch.from_numpy(np.ascontiguousarray(weight, dtype=np.float32)), persistent=False)
             self._offsets.append(lo)
-            self._bands += 1
         self.register_buffer("scale", torch.from_numpy(np.sqrt(lengths))[:, None], persistent=False)
 
     @property
