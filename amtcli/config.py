@@ -7,6 +7,8 @@ as JSON into every run folder and every checkpoint (``to_dict`` / ``from_dict``)
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -14,6 +16,28 @@ T = TypeVar("T")
 
 MIDI_MIN = 21  # A0, the lowest piano key
 N_KEYS = 88  # A0 .. C8
+
+
+def _range_error(obj: Any, name: str, expected: str):
+    from .errors import BadInput
+
+    raise BadInput(f"{type(obj).__name__}.{name}: expected {expected}, got {getattr(obj, name)!r}")
+
+
+def _check_ranges(obj: Any, *, positive=(), non_negative=(), unit=()) -> None:
+    """Raise :class:`BadInput` naming the first field outside its range (a number, then the range).
+
+    Numbers that are not numbers are refused here too, so a config built in Python fails as
+    clearly as one read from a file."""
+    for names, ok, expected in (
+        (positive, lambda v: v > 0, "a number > 0"),
+        (non_negative, lambda v: v >= 0, "a number >= 0"),
+        (unit, lambda v: 0 <= v <= 1, "a number in [0, 1]"),
+    ):
+        for name in names:
+            value = getattr(obj, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or not ok(value):
+                _range_error(obj, name, expected)
 
 
 @dataclass(frozen=True)
@@ -28,6 +52,14 @@ class FeatureConfig:
     filter_scale: float = 0.5
     log_offset: float = 1e-3  # log compression: log(magnitude + log_offset)
     kind: str = "cqt1992v2"
+
+    def __post_init__(self):
+        _check_ranges(
+            self,
+            positive=("sample_rate", "hop_length", "n_keys", "bins_per_semitone", "filter_scale", "log_offset"),
+        )
+        if isinstance(self.fmin_midi, bool) or not isinstance(self.fmin_midi, numbers.Integral) or not 0 <= self.fmin_midi <= 128 - self.n_keys:
+            _range_error(self, "fmin_midi", "keys fmin_midi .. fmin_midi + n_keys - 1 within MIDI 0..127")
 
     @property
     def frame_rate(self) -> float:
@@ -59,10 +91,13 @@ class DecodeConfig:
     min_note_s: float = 0.05
     use_offset: bool = True
 
+    def __post_init__(self):
+        _check_ranges(self, unit=("onset_threshold", "frame_threshold", "offset_threshold"), non_negative=("min_note_s",))
+
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """The training loop. ``precision``: auto (bf16 autocast on CPU, fp16 AMP on CUDA), fp32, bf16."""
+    """The training loop. ``precision``: auto (chosen by the hardware, :func:`amtcli.devices.resolve_precision`), fp32, bf16, fp16."""
 
     steps: int = 20000
     batch_size: int = 8
@@ -88,19 +123,74 @@ def to_dict(obj: Any) -> dict[str, Any]:
     return dataclasses.asdict(obj)
 
 
+def _type_error(value: Any, hint: Any) -> str | None:
+    """Why ``value`` (read from JSON or TOML) does not fit the annotation ``hint``; ``None`` if it fits.
+
+    Checks the plain types configs use (bool, int, float, str, tuples, ``X | None``); anything
+    else (nested dataclasses, dicts, ``Any``) is left to the class. Hand-written rather than pydantic:
+    five types, and ``amt transcribe`` should not import a validation framework to read one file.
+    """
+    import types
+    import typing
+
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        reasons = [_type_error(value, h) for h in options if h is not type(None)]
+        return None if any(r is None for r in reasons) else reasons[0]
+    if hint is bool:
+        return None if isinstance(value, bool) else f"expected true or false, got {value!r}"
+    if hint is int:
+        return None if isinstance(value, int) and not isinstance(value, bool) else f"expected an integer, got {value!r}"
+    if hint is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        return None if ok else f"expected a finite number, got {value!r}"
+    if hint is str:
+        return None if isinstance(value, str) else f"expected a string, got {value!r}"
+    if hint is tuple or origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            return f"expected a list, got {value!r}"
+        args = typing.get_args(hint)
+        if len(args) == 2 and args[1] is Ellipsis:
+            args = (args[0],) * len(value)
+        elif args and len(args) != len(value):
+            return f"expected {len(args)} values, got {len(value)}"
+        for item, h in zip(value, args):
+            reason = _type_error(item, h)
+            if reason is not None:
+                return reason
+        if not args and not all(isinstance(v, (int, float, str)) and not isinstance(v, bool) for v in value):
+            return f"expected a list of numbers or strings, got {value!r}"
+    return None
+
+
 def from_dict(cls: type[T], data: dict[str, Any] | None) -> T:
-    """Build ``cls`` from a dict, refusing unknown keys (a silent typo is worse than an error)."""
+    """Build ``cls`` from a dict, refusing unknown keys (a silent typo is worse than an error) and
+    values of the wrong type (``"hop_length": "512"``), with one line naming the field."""
+    import typing
+
     from .errors import BadInput
 
+    if data is not None and not isinstance(data, dict):
+        raise BadInput(f"{cls.__name__}: expected a table of fields, got {data!r}")
     data = dict(data or {})
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(data) - names)
     if unknown:
         raise BadInput(f"unknown {cls.__name__} field(s): {', '.join(unknown)}")
+    try:
+        hints = typing.get_type_hints(cls)
+    except Exception:  # noqa: BLE001 - an annotation this module cannot resolve: skip the type check
+        hints = {}
     kwargs = {}
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
         if f.name in data:
             value = data[f.name]
+            reason = _type_error(value, hints[f.name]) if f.name in hints else None
+            if reason is not None:
+                raise BadInput(f"{cls.__name__}.{f.name}: {reason}")
             if isinstance(value, list):
                 value = tuple(value)
             kwargs[f.name] = value

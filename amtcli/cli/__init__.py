@@ -37,3 +37,4 @@ from . import models  # noqa: E402,F401
 from . import synth  # noqa: E402,F401
 from . import identify  # noqa: E402,F401
 from . import finetune  # noqa: E402,F401
+from . import info  # noqa: E402,F401

@@ -101,6 +101,14 @@ ModelOpt = Annotated[
     str, typer.Option("--model", "-m", help="Zoo name (see `amt models list`), release folder, or hf://owner/repo[@rev].")
 ]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
+PrecisionOpt = Annotated[
+    str,
+    typer.Option(
+        "--precision",
+        help="auto (by the hardware: bf16 only on a CPU with native bf16 that measures faster, AMP on CUDA, "
+        "else fp32; `amt info` shows the choice), fp32, bf16, fp16.",
+    ),
+]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed.")]
 WorkersOpt = Annotated[int, typer.Option("--workers", "-j", min=1, help="Worker processes.")]

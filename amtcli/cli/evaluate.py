@@ -14,7 +14,7 @@ from typing import Annotated, Optional
 import typer
 
 from . import app
-from .common import DeviceOpt, OverwriteOpt, console, err_console, handle_errors, progress
+from .common import DeviceOpt, OverwriteOpt, PrecisionOpt, console, err_console, handle_errors, progress
 
 RESERVED_TASKS = ("retrieval",)
 
@@ -160,7 +160,7 @@ def _run_transcription(opts: dict) -> None:
     for d in predictions:
         systems.append(PredictionFolder(d))
     for m in models:
-        systems.append(ModelSystem(m, device=opts["device"]))
+        systems.append(ModelSystem(m, device=opts["device"], precision=opts["precision"]))
     _unique_names(systems)
     for s in systems:  # fail early: bad model specs, unmatched prediction files
         if isinstance(s, ModelSystem):
@@ -233,6 +233,7 @@ def evaluate(
     model: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="Our model to run: zoo name, release folder or hf://owner/repo@rev. Repeat to compare.")] = None,
     predictions: Annotated[Optional[list[Path]], typer.Option("--predictions", "-p", help="Folder of MIDI files from any tool, named like the audio (<stem>.mid). Repeat to compare.")] = None,
     device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
     snr: Annotated[Optional[str], typer.Option("--snr", help="Also evaluate with noise at these SNRs in dB, e.g. 30,20,10,0,-5 (models only).")] = None,
     noise: Annotated[str, typer.Option("--noise", help="Noise colour for --snr: white, pink or brown.")] = "white",
     seed: Annotated[int, typer.Option("--seed", help="Seed of the noise (each file's noise is fixed by seed and file id).")] = 0,
@@ -260,7 +261,7 @@ def evaluate(
         {
             "dataset": dataset, "root": root, "split": split, "split_seed": split_seed,
             "audio_variant": audio_variant, "annotation": annotation, "limit": limit,
-            "model": model, "predictions": predictions, "device": device,
+            "model": model, "predictions": predictions, "device": device, "precision": precision,
             "snr": snr, "noise": noise, "seed": seed, "plot": plot, "per_file": per_file,
             "json": json_path, "csv": csv_path, "overwrite": overwrite,
         }

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from . import app
-from .common import DeviceOpt, OverwriteOpt, console, err_console, handle_errors, progress
+from .common import DeviceOpt, OverwriteOpt, PrecisionOpt, console, err_console, handle_errors, progress
 from .train import NoiseDomainOpt, NoiseKindOpt, NoiseRoundsOpt, NoiseStepsOpt, NoiseTargetOpt, NprocOpt, noise_config, run_training
 
 PLOT_SUFFIXES = (".png", ".pdf", ".svg")
@@ -57,7 +57,7 @@ def finetune(
     patience: Annotated[int, typer.Option(min=0, help="Stop after this many validations without a better F1 (0: never).")] = 5,
     freeze: Annotated[Optional[list[str]], typer.Option("--freeze", help="Keep a part fixed: encoder (the U-Net before the BiLSTM). Repeatable.", show_default=False)] = None,
     pitch_balanced: Annotated[bool, typer.Option("--pitch-balanced/--no-pitch-balanced", help="Weight each key's positive and negative frames equally (AT4rAMT).")] = False,
-    precision: Annotated[str, typer.Option(help="auto (bf16 autocast on CPU, AMP on CUDA), fp32, bf16, fp16.")] = "auto",
+    precision: PrecisionOpt = "auto",
     seed: Annotated[int, typer.Option(help="Random seed (batches; the random init with --from scratch).")] = 0,
     test_limit: Annotated[Optional[int], typer.Option("--test-limit", min=1, help="Score only the first N test recordings (by id).")] = None,
     cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Keep the features computed from the audio in RUN/features (reused on --resume).")] = True,

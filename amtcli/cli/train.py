@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 import typer
 
 from . import app
-from .common import DeviceOpt, console, handle_errors, progress
+from .common import DeviceOpt, PrecisionOpt, console, handle_errors, progress
 
 
 def load_toml_config(path: Optional[Path]) -> dict:
@@ -151,7 +151,7 @@ def train(
     crop_s: Annotated[Optional[float], typer.Option(min=0.5, help="Seconds per training excerpt. [default: 10]")] = None,
     lr: Annotated[Optional[float], typer.Option(min=0.0, help="Peak learning rate (warm-up, then cosine decay). [default: 1e-3]")] = None,
     pitch_balanced: Annotated[Optional[bool], typer.Option("--pitch-balanced/--no-pitch-balanced", help="Weight each key's positive and negative frames equally (AT4rAMT). [default: off]")] = None,
-    precision: Annotated[Optional[str], typer.Option(help="auto (bf16 autocast on CPU, AMP on CUDA), fp32, bf16, fp16.")] = None,
+    precision: Annotated[Optional[str], PrecisionOpt.__metadata__[0]] = None,
     val_every: Annotated[Optional[int], typer.Option(min=1, help="Validate (note F1) every N steps. [default: 500]")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed. [default: 0]")] = None,
     channels: Annotated[Optional[str], typer.Option(help="U-Net widths, e.g. 8,16,32.")] = None,

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from . import app
-from .common import DeviceOpt, ModelOpt, OverwriteOpt, console, err_console, fail, handle_errors, progress
+from .common import DeviceOpt, ModelOpt, PrecisionOpt, OverwriteOpt, console, err_console, fail, handle_errors, progress
 
 
 def invalid_tokens_text(n: int) -> str:
@@ -54,6 +54,7 @@ def transcribe(
     fmt: Annotated[Optional[str], typer.Option("--format", "-f", help="mid (default), csv or json. Taken from -o's extension when it has one.")] = None,
     model: ModelOpt = "synthetic",
     device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
     onset_threshold: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="Onset probability that starts a note. [default: the model's]")] = None,
     frame_threshold: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="Frame probability that keeps a note sounding. [default: the model's]")] = None,
     offset_threshold: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="Offset probability that ends a note. [default: the model's]")] = None,
@@ -71,7 +72,7 @@ def transcribe(
 
     from ..config import override
     from ..errors import AmtError, BadInput
-    from ..inference.transcribe import resolve_device, transcribe_full
+    from ..inference.transcribe import resolve_device, resolve_precision, transcribe_full
     from ..outputs import check_writable, format_for, plot_transcription, write_notes
     from ..zoo import load_model
 
@@ -83,6 +84,7 @@ def transcribe(
     if blocked and len(pairs) == 1:
         check_writable(blocked[0], overwrite=overwrite)
     dev = resolve_device(device)
+    resolve_precision(precision, dev)  # a bad --precision fails before the model loads
     net, release = load_model(model, device=dev)
     decode = override(release.decode_config, onset_threshold=onset_threshold, frame_threshold=frame_threshold, offset_threshold=offset_threshold, min_note_s=min_note_s)
     fc = net.feature_config
@@ -100,7 +102,7 @@ def transcribe(
             try:
                 if dst.exists() and not overwrite:
                     raise AmtError(f"{dst} already exists (use --overwrite to replace it)")
-                result = transcribe_full(src, model=(net, release), device=dev, decode=decode, chunk_s=chunk_s, keep_features=plot)
+                result = transcribe_full(src, model=(net, release), device=dev, decode=decode, chunk_s=chunk_s, precision=precision, keep_features=plot)
                 meta = {"source": str(src), "model": model}
                 if tokens_model:
                     meta["invalid_tokens"] = result.invalid_tokens

@@ -123,9 +123,10 @@ class ModelSystem:
 
     kind = "model"
 
-    def __init__(self, spec: Any, *, device: str = "auto", decode=None, name: str | None = None):
+    def __init__(self, spec: Any, *, device: str = "auto", decode=None, name: str | None = None, precision: str | None = None):
         self.spec = spec
         self.device = device
+        self.precision = precision
         self.decode = decode
         self.name = name or (Path(spec).name if isinstance(spec, (str, os.PathLike)) else type(spec).__name__)
         self._loaded = None
@@ -150,7 +151,7 @@ class ModelSystem:
     def transcribe(self, audio: np.ndarray) -> NoteArray:
         from ..inference.transcribe import transcribe
 
-        return transcribe(audio, model=self.load(), device=self.device, decode=self.decode, sample_rate=self.sample_rate)
+        return transcribe(audio, model=self.load(), device=self.device, decode=self.decode, sample_rate=self.sample_rate, precision=self.precision)
 
 
 def noise_rng(item_id: str, *, seed: int) -> np.random.Generator:

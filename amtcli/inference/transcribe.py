@@ -10,7 +10,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..config import DecodeConfig, FeatureConfig
-from ..devices import resolve_device  # noqa: F401  (re-exported for the commands)
+from ..devices import resolve_device, resolve_precision
 from ..errors import BadInput
 from ..notes import NoteArray
 from .chunking import run_chunked
@@ -50,10 +50,12 @@ def posteriors_from_features(
     chunk_s: float = 20.0,
     margin_s: float = 2.0,
     batch_size: int = 4,
+    precision: str | None = None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, np.ndarray]:
     """Run a transcriber over features ``(n_frames, n_bins)`` in overlapping chunks.
 
+    ``precision``: auto (by the hardware, see :func:`amtcli.devices.resolve_precision`), fp32, bf16, fp16.
     Returns probabilities ``(n_frames, 88)`` for onset, frame, offset and velocity.
     """
     import torch
@@ -61,11 +63,11 @@ def posteriors_from_features(
     fc: FeatureConfig = model.feature_config
     chunk_frames = max(16, int(round(chunk_s * fc.frame_rate)))
     margin_frames = max(0, int(round(margin_s * fc.frame_rate)))
-    use_bf16 = device == "cpu" and os.environ.get("AMT_BF16", "1") == "1" and torch.backends.mkldnn.is_available()
+    prec = resolve_precision(precision, device)
 
     def fn(batch: np.ndarray) -> dict[str, np.ndarray]:
         x = torch.from_numpy(batch).to(device)
-        with torch.inference_mode(), torch.autocast(device_type="cpu", dtype=torch.bfloat16, enabled=use_bf16):
+        with torch.inference_mode(), prec.autocast(device):
             probs = model.predict(x)
         return {k: v.float().cpu().numpy() for k, v in probs.items()}
 
@@ -81,6 +83,7 @@ def notes_from_token_model(
     device: str = "cpu",
     batch_size: int = 8,
     min_note_s: float = 0.0,
+    precision: str | None = None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> tuple[NoteArray, int]:
     """Run a token model (``model.output_kind == "tokens"``) over features ``(n_frames, n_bins)``.
@@ -102,11 +105,11 @@ def notes_from_token_model(
     padded = np.full((n_seg * seg, features.shape[1]), floor, dtype=np.float32)
     padded[:n_frames] = features
     segments = padded.reshape(n_seg, seg, -1)
-    use_bf16 = device == "cpu" and os.environ.get("AMT_BF16", "1") == "1" and torch.backends.mkldnn.is_available()
+    prec = resolve_precision(precision, device)
     tokens: list[np.ndarray] = []
     for b0 in range(0, n_seg, batch_size):
         x = torch.from_numpy(segments[b0 : b0 + batch_size]).to(device)
-        with torch.inference_mode(), torch.autocast(device_type="cpu", dtype=torch.bfloat16, enabled=use_bf16):
+        with torch.inference_mode(), prec.autocast(device):
             tokens += model.generate(x)
         if on_progress:
             on_progress(min(n_seg, b0 + batch_size), n_seg)
@@ -125,6 +128,7 @@ def transcribe_full(
     decode: DecodeConfig | None = None,
     sample_rate: int | None = None,
     chunk_s: float = 20.0,
+    precision: str | None = None,
     keep_features: bool = False,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> Transcription:
@@ -149,9 +153,9 @@ def transcribe_full(
     features = compute_features(samples, config=fc)
     del samples
     if getattr(net, "output_kind", "frames") == "tokens":
-        notes, invalid = notes_from_token_model(net, features, device=device, min_note_s=(decode or default_decode).min_note_s, on_progress=on_progress)
+        notes, invalid = notes_from_token_model(net, features, device=device, min_note_s=(decode or default_decode).min_note_s, precision=precision, on_progress=on_progress)
         return Transcription(notes, {}, features if keep_features else None, fc.frame_rate, duration_s, invalid_tokens=invalid)
-    post = posteriors_from_features(net, features, device=device, chunk_s=chunk_s, on_progress=on_progress)
+    post = posteriors_from_features(net, features, device=device, chunk_s=chunk_s, precision=precision, on_progress=on_progress)
     cfg = decode or default_decode
     notes = decode_frames(
         post["onset"], post["frame"], offset=post.get("offset"), velocity=post.get("velocity"),
@@ -168,13 +172,15 @@ def transcribe(
     decode: DecodeConfig | None = None,
     sample_rate: int | None = None,
     chunk_s: float = 20.0,
+    precision: str | None = None,
 ) -> NoteArray:
     """Transcribe a file path or a float32 mono array into notes.
 
     ``model`` is a zoo name, a release folder, ``hf://owner/repo[@rev]``, or a loaded model.
     ``sample_rate`` is the rate of an array input (default: the model's, 16 kHz).
+    ``precision``: auto (chosen by the hardware: bf16 only on CPUs with native bf16, AMP on CUDA), fp32, bf16, fp16.
     Returns a :class:`~amtcli.notes.NoteArray`.
     """
     return transcribe_full(
-        audio, model=model, device=device, decode=decode, sample_rate=sample_rate, chunk_s=chunk_s
+        audio, model=model, device=device, decode=decode, sample_rate=sample_rate, chunk_s=chunk_s, precision=precision
     ).notes

@@ -119,7 +119,7 @@ def train_embedding(
     from ..datasets.embedding_pairs import load_pair_items, sample_batch
     from ..nets import build_model, model_config_class
     from .checkpoints import save_checkpoint
-    from .loop import resolve_precision
+    from ..devices import resolve_precision
 
     out_dir = Path(out_dir)
     ckpt_path = out_dir / "checkpoints" / "last.pt"
@@ -153,7 +153,7 @@ def train_embedding(
         raise DatasetNotFound(f"{', '.join(data_dirs)}: no items of split 'train'")
     valid_items = load_pair_items(data_dirs, feature_config=feature_config, splits=VALID_SPLITS)
 
-    autocast_dtype = resolve_precision(cfg.precision, device)
+    autocast_dtype = resolve_precision(cfg.precision, device).dtype
     scaler = torch.amp.GradScaler("cuda", enabled=autocast_dtype == torch.float16)
     torch.manual_seed(cfg.seed)
     model = build_model("embedding", mcfg, feature_config).to(device)

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from ..config import DecodeConfig, FeatureConfig, TrainConfig, from_dict, to_dict
+from ..devices import resolve_precision
 from ..errors import BadInput
 from . import distributed as ddp
 from .checkpoints import (
@@ -99,23 +100,6 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
     return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * progress))
-
-
-def resolve_precision(precision: str, device: str) -> torch.dtype | None:
-    """The autocast dtype, or None for fp32."""
-    if precision == "fp32":
-        return None
-    if precision == "bf16":
-        return torch.bfloat16
-    if precision == "fp16":
-        if not device.startswith("cuda"):
-            raise BadInput("--precision fp16 needs CUDA")
-        return torch.float16
-    if precision == "auto":
-        if device.startswith("cuda"):
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.bfloat16 if torch.backends.mkldnn.is_available() else None
-    raise BadInput(f"unknown precision {precision!r} (auto, fp32, bf16, fp16)")
 
 
 def validate(model, examples: list[Example], *, device: str, decode: DecodeConfig) -> dict[str, float]:
@@ -263,7 +247,8 @@ def train_transcriber(
         w = pitch_balance_weights(count_positives(train, feature_config=fc))
         key_weights = {k: torch.from_numpy(v).to(device) for k, v in w.items()}
     crop_frames = max(8, int(round(cfg.crop_s * fc.frame_rate)))
-    autocast_dtype = resolve_precision(cfg.precision, device)
+    prec = resolve_precision(cfg.precision, device)
+    autocast_dtype = prec.dtype
     scaler = torch.amp.GradScaler("cuda", enabled=autocast_dtype == torch.float16)
     noiser = Noiser(fc, kind=noise_cfg.kind, domain=noise_cfg.domain, seed=cfg.seed) if noise_cfg.rounds > 0 else None
     noise_peak_lr = noise_cfg.lr if noise_cfg.lr is not None else cfg.lr / 10
@@ -271,7 +256,7 @@ def train_transcriber(
         planned = phase["round_start"] + (noise_cfg.rounds - phase["round"] + 1) * noise_cfg.steps
     else:
         planned = (step if phase["stopped_at"] is not None else max(step, cfg.steps)) + noise_cfg.rounds * noise_cfg.steps
-    emit("start", {"step": step, "steps": planned, "train_items": len(train), "val_items": len(val), "precision": str(autocast_dtype or "fp32"), "processes": ctx.world_size, "frozen": list(spec.freeze)})
+    emit("start", {"step": step, "steps": planned, "train_items": len(train), "val_items": len(val), "precision": str(prec), "processes": ctx.world_size, "frozen": list(spec.freeze)})
 
     def checkpoint(tag_best: bool) -> None:
         rng_states = ddp.all_gather(_rng_state(rng))  # every rank's generators, for an exact resume

@@ -45,7 +45,8 @@ from ..notes import notes_to_rolls
 from . import distributed as ddp
 from .checkpoints import open_run, prune_checkpoints, save_checkpoint, step_path
 from .data import Example, load_examples, read_manifest
-from .loop import RunSpec, _rng_state, lr_at, resolve_precision, restore_rank_rng
+from ..devices import resolve_precision
+from .loop import RunSpec, _rng_state, lr_at, restore_rank_rng
 
 Callback = Callable[[str, dict[str, Any]], None]
 
@@ -317,11 +318,12 @@ def train_seq2seq(
 
     codec = model.codec
     seg = mc.segment_frames
-    autocast_dtype = resolve_precision(cfg.precision, device)
+    prec = resolve_precision(cfg.precision, device)
+    autocast_dtype = prec.dtype
     dev_type = "cuda" if device.startswith("cuda") else "cpu"
     scaler = torch.amp.GradScaler("cuda", enabled=autocast_dtype == torch.float16)
     params = list(model.parameters()) + list(disc.parameters())
-    emit("start", {"step": step, "steps": cfg.steps, "train_items": len(train), "val_items": len(val), "unlabeled_items": len(real), "precision": str(autocast_dtype or "fp32"), "processes": ctx.world_size})
+    emit("start", {"step": step, "steps": cfg.steps, "train_items": len(train), "val_items": len(val), "unlabeled_items": len(real), "precision": str(prec), "processes": ctx.world_size})
 
     def checkpoint(tag_best: bool) -> None:
         rng_states = ddp.all_gather(_rng_state(rng))  # every rank's generators, for an exact resume
