@@ -7,7 +7,8 @@
 The registry written holds the shipped entries plus ``tiny-hub`` (repo ``amt-demo/tiny-test`` at a
 fixed commit, the sha256s of models/tiny-test). ``--tamper`` serves model.safetensors with one byte
 flipped (same size, a matching ETag), which only the registry's sha256 can catch. The server is
-the one the tests use (tests/zoo_support.py); it runs until interrupted.
+the one the tests use (tests/fake_hub_server.py, standard library only: pytest is not needed);
+it runs until interrupted.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ COMMIT = "5eed000000000000000000000000000000000001"
 
 
 def main() -> int:
-    from zoo_support import FakeHub
+    from fake_hub_server import FakeHub
 
     from amtcli.zoo.registry import REGISTRY_PATH, entry_from_folder, load_registry, save_registry
 

@@ -1,7 +1,8 @@
 """Model zoo: a model spec -> a verified release folder -> a loaded model.
 
 A spec is a registry name (``amt models list``), a local release folder, or
-``hf://owner/repo[@revision]``. Registry names resolve in this order: the bundled copy shipped in
+``hf://owner/repo[@revision]``. A bare registry name always means the registry entry; a folder
+that happens to share it is reached by a path (``./synthetic``). Registry names resolve in this order: the bundled copy shipped in
 the package, the Hugging Face Hub cache, a download of the pinned revision. Every file of a
 registry model is checked against its sha256 before it is used; a cached or downloaded file that
 fails is deleted (its snapshot link and blob) and :class:`ChecksumError` is raised, so running
@@ -205,10 +206,17 @@ def resolve_spec(spec: str | os.PathLike, *, on_bytes: hub.OnBytes | None = None
         return _resolve_hf_ref(text, on_bytes=on_bytes)
     path = Path(text).expanduser()
     registry = load_registry()
-    if path.is_dir() and ((path / "config.json").is_file() or text not in registry):
+    # A registry name means the registry entry (sha256-checked), even when a folder of that name sits
+    # in the current directory: a folder is reached by a path (./synthetic, models/x, ~/x, /abs/x).
+    looks_like_path = "/" in text or os.sep in text or text.startswith((".", "~"))
+    if text in registry and not looks_like_path:
+        if path.is_dir():
+            log.info("%r is a zoo model name; the folder %s is not used (give ./%s to load it)", text, path, text)
+        return _resolve_entry(get_entry(text, registry), on_bytes=on_bytes)
+    if path.is_dir():
         read_release_config(path)  # a one-line error if it is not a release folder
         return Resolved(path, "local", None)
-    if text not in registry and (os.sep in text or text.startswith((".", "~"))):
+    if looks_like_path:
         raise ModelNotFound(f"{text}: no such release folder")
     return _resolve_entry(get_entry(text, registry), on_bytes=on_bytes)
 

@@ -22,6 +22,12 @@ OnBytes = Callable[[str, int], None]
 """Progress callback: ``on_bytes(filename, n_bytes)`` with the bytes received since the last call."""
 
 _HEX = re.compile(r"^[0-9a-f]+$")
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+_ETAG = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$")
+# Git's ref-name rules (git check-ref-format), over a conservative character set: components of
+# letters, digits and ``._+-``, separated by single slashes, none starting with ``.`` or ending in
+# ``.lock``; no ``..``, no leading ``-``, no trailing ``.``. Such a name cannot leave refs/ in a cache.
+_REF_COMPONENT = re.compile(r"^[A-Za-z0-9_+-][A-Za-z0-9._+-]*$")
 _TRUE = {"1", "on", "yes", "true"}
 
 
@@ -51,8 +57,31 @@ def hub_cache_dir() -> Path:
     return Path(constants.HF_HUB_CACHE)
 
 
+def is_valid_revision(revision: str) -> bool:
+    """A 40-hex commit, or a branch/tag name that follows Git's ref rules (see ``_REF_COMPONENT``)."""
+    if _COMMIT.match(revision):
+        return True
+    if not revision or revision == "@" or revision.startswith("-") or revision.endswith(".") or ".." in revision or "@{" in revision:
+        return False
+    return all(_REF_COMPONENT.match(part) and not part.endswith(".lock") for part in revision.split("/"))
+
+
+def check_revision(revision: str, *, where: str) -> str:
+    """``revision`` if :func:`is_valid_revision`, else :class:`BadInput` naming ``where``."""
+    if not is_valid_revision(revision):
+        raise BadInput(
+            f"{where}: bad revision {revision!r} (give a 40-hex commit or a branch/tag name: letters, digits, "
+            "'._+-' and single '/', no '..')"
+        )
+    return revision
+
+
 def parse_hf_ref(spec: str) -> tuple[str, str]:
-    """``hf://owner/repo[@revision]`` -> ``(repo_id, revision)``; the revision defaults to ``main``."""
+    """``hf://owner/repo[@revision]`` -> ``(repo_id, revision)``; the revision defaults to ``main``.
+
+    The revision must be a 40-hex commit or a Git ref name (:func:`is_valid_revision`): it becomes a
+    file name in the Hub cache, so ``@../../x`` is refused here, before any request.
+    """
     if not spec.startswith("hf://"):
         raise BadInput(f"{spec!r} is not an hf://owner/repo[@revision] reference")
     body = spec[len("hf://") :]
@@ -60,7 +89,13 @@ def parse_hf_ref(spec: str) -> tuple[str, str]:
     repo_id = repo_id.strip("/")
     if repo_id.count("/") != 1 or not all(repo_id.split("/")):
         raise BadInput(f"{spec!r}: expected hf://owner/repo[@revision]")
-    return repo_id, (revision or "main")
+    return repo_id, check_revision(revision or "main", where=spec)
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, or its class name when the message is empty."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 def cached_path(repo_id: str, filename: str, *, revision: str) -> Path | None:
@@ -119,7 +154,11 @@ def fetch_file(
     )
 
     where = f"{repo_id}@{revision[:12]}"
+    check_revision(revision, where=f"model {model!r}")
+    commit = None
     try:
+        if not is_offline() and not (_COMMIT.match(revision) and cached_path(repo_id, filename, revision=revision)):
+            commit = _check_metadata(repo_id, filename, revision=revision, model=model)
         path = hf_hub_download(
             repo_id,
             filename,
@@ -132,7 +171,7 @@ def fetch_file(
             tqdm_class=_progress_class(filename, on_bytes) if on_bytes else None,
         )
     except HFValidationError as exc:
-        raise BadInput(f"model {model!r}: bad Hub reference {repo_id!r} ({str(exc).splitlines()[0]})") from None
+        raise BadInput(f"model {model!r}: bad Hub reference {repo_id!r} ({_first_line(exc)})") from None
     except RepositoryNotFoundError:
         raise ModelNotFound(f"model {model!r}: the Hub has no repository {repo_id!r} (or it is private)") from None
     except RevisionNotFoundError:
@@ -151,9 +190,46 @@ def fetch_file(
         status = exc.response.status_code if exc.response is not None else "?"
         raise ModelNotFound(f"model {model!r}: the Hub answered HTTP {status} for {filename} from {where}") from None
     except OSError as exc:  # connection trouble, size mismatch ("Consistency check failed"), disk full
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ModelNotFound(f"model {model!r}: downloading {filename} from {where} failed: {first}") from None
-    return Path(path)
+        raise ModelNotFound(f"model {model!r}: downloading {filename} from {where} failed: {_first_line(exc)}") from None
+    except ValueError as exc:  # huggingface_hub's own checks, e.g. "Invalid pointer path" for a bad commit
+        raise ModelNotFound(f"model {model!r}: the Hub's answer for {filename} from {where} was refused: {_first_line(exc)}") from None
+    path = Path(path)
+    if commit is not None and path.parent.name != commit:
+        discard_cached(path)
+        raise ModelNotFound(
+            f"model {model!r}: the Hub answered two different commits for {filename} from {where} "
+            f"({commit[:12]}… then {path.parent.name[:12]}…); not using it"
+        )
+    return path
+
+
+def _check_metadata(repo_id: str, filename: str, *, revision: str, model: str) -> str | None:
+    """Ask the Hub (one HEAD) which commit and ETag ``filename`` has at ``revision``, and check both
+    before huggingface_hub turns them into paths in the cache: the commit must be 40 hex digits and
+    the ETag a plain file name. Returns the commit (``None`` when the Hub cannot be reached)."""
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
+    from huggingface_hub.errors import HfHubHTTPError
+
+    try:
+        meta = get_hf_file_metadata(
+            hf_hub_url(repo_id, filename, revision=revision, endpoint=hub_endpoint()),
+            library_name="amtcli",
+            library_version=__version__,
+            endpoint=hub_endpoint(),
+        )
+    except HfHubHTTPError:
+        raise  # not found, forbidden...: the caller maps these
+    except Exception as exc:  # noqa: BLE001 - the HTTP client's connection errors (classes vary by version)
+        log.info("could not ask the Hub about %s/%s: %s", repo_id, filename, exc)
+        return None  # hf_hub_download falls back to the cache or says the Hub is unreachable
+    where = f"{repo_id}@{revision[:12]}"
+    commit = meta.commit_hash
+    if commit is None or not _COMMIT.match(commit):
+        raise ModelNotFound(f"model {model!r}: the Hub answered {commit!r} as the commit of {filename} from {where}, not 40 hex digits; not using it")
+    etag = meta.etag
+    if etag is None or not _ETAG.match(etag) or ".." in etag:
+        raise ModelNotFound(f"model {model!r}: the Hub answered {etag!r} as the ETag of {filename} from {where}, not a plain name; not using it")
+    return commit
 
 
 def cached_etag(path: str | os.PathLike) -> str | None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from .. import __version__
 from ..config import DecodeConfig, FeatureConfig, from_dict, to_dict
-from ..errors import ConfigMismatch, ModelNotFound
+from ..errors import BadInput, ConfigMismatch, ModelNotFound
 
 FORMAT_VERSION = 1
 CONFIG_NAME = "config.json"
@@ -45,9 +45,20 @@ class ReleaseConfig:
 
     @classmethod
     def from_json(cls, data: dict[str, Any], *, where: str = "config.json") -> "ReleaseConfig":
+        """Every field is checked: a wrong type or an impossible value (``hop_length: 0``) is a
+        :class:`ConfigMismatch` naming ``where`` and the field."""
+        if not isinstance(data, dict):
+            raise ConfigMismatch(f"{where}: expected a JSON object, got {type(data).__name__}")
         fmt = data.get("format_version")
         if fmt != FORMAT_VERSION:
             raise ConfigMismatch(f"{where}: release format {fmt!r} is not supported (this amt reads {FORMAT_VERSION})")
+        if "architecture" not in data:
+            raise ConfigMismatch(f"{where}: missing field 'architecture'")
+        for name, kind in (("architecture", str), ("model_config", dict), ("feature_config", dict), ("decode_config", dict), ("extra", dict), ("amtcli_version", str)):
+            value = data.get(name)
+            if value is not None and not isinstance(value, kind):
+                expected = "a string" if kind is str else "an object"
+                raise ConfigMismatch(f"{where}: field {name!r} must be {expected}, got {value!r}")
         try:
             return cls(
                 architecture=data["architecture"],
@@ -58,8 +69,8 @@ class ReleaseConfig:
                 format_version=fmt,
                 extra=dict(data.get("extra") or {}),
             )
-        except KeyError as exc:
-            raise ConfigMismatch(f"{where}: missing field {exc}") from None
+        except BadInput as exc:
+            raise ConfigMismatch(f"{where}: {exc}") from None
 
 
 def read_release_config(folder: str | os.PathLike) -> ReleaseConfig:
@@ -126,11 +137,16 @@ def load_release(folder: str | os.PathLike, *, device: str = "cpu", expect_featu
     weights = folder / WEIGHTS_NAME
     if not weights.is_file():
         raise ModelNotFound(f"{folder}: no {WEIGHTS_NAME}")
-    model = build_model(cfg.architecture, cfg.model_config, cfg.feature_config)
+    try:
+        model = build_model(cfg.architecture, cfg.model_config, cfg.feature_config)
+    except BadInput as exc:  # an unknown architecture, a model_config field of the wrong type
+        raise ConfigMismatch(f"{folder / CONFIG_NAME}: {exc}") from None
+    except (ValueError, RuntimeError, TypeError) as exc:  # sizes torch cannot build (negative, zero)
+        raise ConfigMismatch(f"{folder / CONFIG_NAME}: model_config does not build a {cfg.architecture!r} ({_first_line(exc)})") from None
     try:
         state = load_file(str(weights))
     except (SafetensorError, OSError) as exc:
-        raise ConfigMismatch(f"{weights}: unreadable weights ({exc})") from None
+        raise ConfigMismatch(f"{weights}: unreadable weights ({_first_line(exc)})") from None
     load_weights_strict(model, state, where=weights, architecture=cfg.architecture)
     return model.to(device).eval(), cfg
 
@@ -146,4 +162,10 @@ def load_weights_strict(model, state, *, where, architecture: str) -> None:
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise ConfigMismatch(f"{where}: {str(exc).splitlines()[0]}") from None
+        raise ConfigMismatch(f"{where}: {_first_line(exc)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, or its class name when the message is empty."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
