@@ -22,6 +22,14 @@ class NoteArray:
 
     ``onset_s``, ``offset_s``: float64 ``(n,)``; ``pitch``: int ``(n,)`` MIDI numbers;
     ``velocity``: int ``(n,)`` in 1..127; ``program``: int ``(n,)`` GM program (-1 for drums).
+
+    Two optional fields, filled in when not given:
+
+    ``confidence``: float ``(n,)``, the transcriber's onset probability of each note in [0, 1]
+    (NaN where unknown, e.g. notes read from a MIDI file or written by a token model).
+    ``release_s``: float64 ``(n,)``, when the key was let go. ``offset_s`` is always when the note
+    stops *sounding*; the two differ only where a sustain pedal holds the note on
+    (``release_s <= offset_s``). Default: ``offset_s``.
     """
 
     onset_s: np.ndarray
@@ -29,6 +37,8 @@ class NoteArray:
     pitch: np.ndarray
     velocity: np.ndarray
     program: np.ndarray
+    confidence: np.ndarray | None = None
+    release_s: np.ndarray | None = None
 
     def __post_init__(self):
         n = len(self.onset_s)
@@ -37,8 +47,10 @@ class NoteArray:
         self.pitch = np.asarray(self.pitch, dtype=np.int64).reshape(n)
         self.velocity = np.asarray(self.velocity, dtype=np.int64).reshape(n)
         self.program = np.asarray(self.program, dtype=np.int64).reshape(n)
-        if not (len(self.offset_s) == len(self.pitch) == len(self.velocity) == len(self.program) == n):
-            raise BadInput("NoteArray fields must have the same length")
+        conf = np.full(n, np.nan) if self.confidence is None else self.confidence
+        self.confidence = np.asarray(conf, dtype=np.float64).reshape(n)
+        rel = self.offset_s.copy() if self.release_s is None else self.release_s
+        self.release_s = np.asarray(rel, dtype=np.float64).reshape(n)
 
     @classmethod
     def empty(cls) -> "NoteArray":
@@ -59,7 +71,8 @@ class NoteArray:
 
     def __getitem__(self, index) -> "NoteArray":
         return NoteArray(
-            self.onset_s[index], self.offset_s[index], self.pitch[index], self.velocity[index], self.program[index]
+            self.onset_s[index], self.offset_s[index], self.pitch[index], self.velocity[index], self.program[index],
+            self.confidence[index], self.release_s[index],
         )
 
     def sorted(self) -> "NoteArray":
@@ -69,14 +82,17 @@ class NoteArray:
     def shifted(self, *, semitones: int = 0, seconds: float = 0.0) -> "NoteArray":
         """Transposed by ``semitones`` (drum notes keep their pitch) and moved by ``seconds``."""
         pitch = np.where(self.program >= 0, self.pitch + semitones, self.pitch)
-        return NoteArray(self.onset_s + seconds, self.offset_s + seconds, pitch, self.velocity, self.program)
+        return NoteArray(
+            self.onset_s + seconds, self.offset_s + seconds, pitch, self.velocity, self.program, self.confidence, self.release_s + seconds
+        )
 
     def clipped(self, start_s: float, end_s: float) -> "NoteArray":
         """Notes that start in ``[start_s, end_s)``, times relative to ``start_s``, offsets cut at ``end_s``."""
         keep = (self.onset_s >= start_s) & (self.onset_s < end_s)
         n = self[keep]
         return NoteArray(
-            n.onset_s - start_s, np.minimum(n.offset_s, end_s) - start_s, n.pitch, n.velocity, n.program
+            n.onset_s - start_s, np.minimum(n.offset_s, end_s) - start_s, n.pitch, n.velocity, n.program,
+            n.confidence, np.minimum(n.release_s, end_s) - start_s,
         )
 
     def pitched(self) -> "NoteArray":
@@ -97,9 +113,8 @@ def concat_notes(parts: list[NoteArray]) -> NoteArray:
     parts = [p for p in parts if len(p)]
     if not parts:
         return NoteArray.empty()
-    return NoteArray(
-        *(np.concatenate([getattr(p, f) for p in parts]) for f in ("onset_s", "offset_s", "pitch", "velocity", "program"))
-    ).sorted()
+    fields = ("onset_s", "offset_s", "pitch", "velocity", "program", "confidence", "release_s")
+    return NoteArray(*(np.concatenate([getattr(p, f) for p in parts]) for f in fields)).sorted()
 
 
 # --------------------------------------------------------------------------------------------- MIDI
@@ -120,7 +135,8 @@ def _pedal_intervals(control_changes, end_s: float, *, threshold: int = 64) -> l
 
 def extend_by_pedal(notes: NoteArray, pedal: list[tuple[float, float]]) -> NoteArray:
     """Offsets released while the sustain pedal is down move to the pedal release (MAESTRO convention),
-    but never past the next onset of the same pitch."""
+    but never past the next onset of the same pitch. The key releases (the offsets given) are kept
+    as ``release_s``. ``pedal``: ``[(down_s, up_s), ...]`` sorted by time."""
     if not len(notes) or not pedal:
         return notes
     notes = notes.sorted()
@@ -137,7 +153,9 @@ def extend_by_pedal(notes: NoteArray, pedal: list[tuple[float, float]]) -> NoteA
         sel = np.nonzero((notes.pitch == key[0]) & (notes.program == key[1]))[0]
         for a, b in zip(sel[:-1], sel[1:]):
             off[a] = max(min(off[a], notes.onset_s[b]), notes.onset_s[a] + 1e-3)
-    return NoteArray(notes.onset_s, off, notes.pitch, notes.velocity, notes.program)
+    return NoteArray(
+        notes.onset_s, off, notes.pitch, notes.velocity, notes.program, notes.confidence, np.minimum(notes.offset_s, off)
+    )
 
 
 def pretty_midi_to_notes(pm, *, sustain: bool = False, include_drums: bool = False) -> NoteArray:
@@ -185,32 +203,59 @@ def midi_to_notes(path: str | os.PathLike, *, sustain: bool = False, include_dru
     return pretty_midi_to_notes(load_pretty_midi(path), sustain=sustain, include_drums=include_drums)
 
 
-def notes_to_pretty_midi(notes: NoteArray, *, program: int | None = None):
-    """NoteArray -> ``pretty_midi.PrettyMIDI``, one instrument per program (or all as ``program``)."""
+def notes_to_pretty_midi(
+    notes: NoteArray,
+    *,
+    program: int | None = None,
+    tempo_map: list[tuple[int, float]] | None = None,
+    time_signatures: list[tuple[int, int, int]] = (),
+    pedal: np.ndarray | None = None,
+    resolution: int = 960,
+):
+    """NoteArray -> ``pretty_midi.PrettyMIDI``, one instrument per program (or all as ``program``).
+
+    ``tempo_map``: ``[(tick, seconds_per_tick), ...]`` starting at tick 0 (default: 120 BPM) and
+    ``time_signatures``: ``[(numerator, denominator, tick), ...]``, e.g. from
+    :func:`amtcli.rhythm.midi_tempo_map`; note times stay the same seconds whatever the map.
+    ``pedal``: sustain-pedal intervals ``(n, 2)`` in s, written as CC64 127/0 on every pitched
+    instrument; the notes then end at their key release (``release_s``), so a player that honours
+    the pedal sounds them until ``offset_s``.
+    """
     import pretty_midi
 
-    pm = pretty_midi.PrettyMIDI(resolution=960)
+    pm = pretty_midi.PrettyMIDI(resolution=resolution)
+    if tempo_map:
+        pm._tick_scales = [(int(t), float(s)) for t, s in tempo_map]  # pretty_midi has no public setter
+        pm._update_tick_to_time(int(tempo_map[-1][0]) + 1)
+        for num, den, tick in time_signatures:
+            pm.time_signature_changes.append(pretty_midi.TimeSignature(int(num), int(den), float(pm.tick_to_time(int(tick)))))
+    ends = notes.release_s if pedal is not None else notes.offset_s
     programs = [program] if program is not None else sorted(set(notes.program.tolist())) or [0]
     for prog in programs:
         sel = np.ones(len(notes), bool) if program is not None else notes.program == prog
         is_drum = prog is not None and prog < 0
         inst = pretty_midi.Instrument(program=max(0, prog), is_drum=is_drum)
-        for on, off, p, v in zip(notes.onset_s[sel], notes.offset_s[sel], notes.pitch[sel], notes.velocity[sel]):
+        for on, off, p, v in zip(notes.onset_s[sel], ends[sel], notes.pitch[sel], notes.velocity[sel]):
             if off <= on:
                 off = on + 1e-3
             inst.notes.append(
                 pretty_midi.Note(velocity=int(np.clip(v, 1, 127)), pitch=int(np.clip(p, 0, 127)), start=float(on), end=float(off))
             )
+        if pedal is not None and not is_drum:
+            for down, up in np.asarray(pedal, dtype=np.float64).reshape(-1, 2):
+                inst.control_changes.append(pretty_midi.ControlChange(64, 127, float(down)))
+                inst.control_changes.append(pretty_midi.ControlChange(64, 0, float(up)))
         pm.instruments.append(inst)
     return pm
 
 
-def notes_to_midi(notes: NoteArray, path: str | os.PathLike, *, program: int | None = None) -> Path:
-    """Write notes as a MIDI file (atomically: temp file, then rename)."""
+def notes_to_midi(notes: NoteArray, path: str | os.PathLike, *, program: int | None = None, **kwargs) -> Path:
+    """Write notes as a MIDI file (atomically: temp file, then rename); ``kwargs`` go to
+    :func:`notes_to_pretty_midi` (tempo map, time signatures, pedal)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    notes_to_pretty_midi(notes, program=program).write(str(tmp))
+    notes_to_pretty_midi(notes, program=program, **kwargs).write(str(tmp))
     os.replace(tmp, path)
     return path
 

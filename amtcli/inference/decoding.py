@@ -35,7 +35,8 @@ def decode_frames(
     while the frame (or onset) probability stays above its threshold. With ``config.use_offset``
     an offset peak above ``offset_threshold`` ends it early; a new onset on the same key ends it
     too (a restrike). Velocity is the mean velocity posterior over the onset run, scaled to 1..127.
-    Notes shorter than ``min_note_s`` are dropped. Returns a sorted :class:`NoteArray`.
+    Notes shorter than ``min_note_s`` are dropped. Each note's ``confidence`` is the highest onset
+    probability of its onset run. Returns a sorted :class:`NoteArray`.
     """
     onset = np.asarray(onset, dtype=np.float32)
     frame = np.asarray(frame, dtype=np.float32)
@@ -49,7 +50,7 @@ def decode_frames(
     if offset is not None and config.use_offset:
         off_mask = np.asarray(offset) >= config.offset_threshold
 
-    rows: list[tuple[float, float, int, int]] = []
+    rows: list[tuple[float, float, int, int, float]] = []
     min_frames = config.min_note_s * frame_rate
     for key in np.nonzero(starts.any(axis=0))[0]:
         key_starts = np.nonzero(starts[:, key])[0]
@@ -73,5 +74,9 @@ def decode_frames(
             if end - t0 < min_frames:
                 continue
             vel = 0.5 if velocity is None else float(np.mean(velocity[t0 : run_end + 1, key]))
-            rows.append((t0 / frame_rate, end / frame_rate, int(key) + fmin_midi, int(np.clip(round(vel * 127), 1, 127))))
-    return NoteArray.from_lists(rows)
+            conf = float(np.max(onset[t0 : run_end + 1, key]))
+            rows.append((t0 / frame_rate, end / frame_rate, int(key) + fmin_midi, int(np.clip(round(vel * 127), 1, 127)), conf))
+    if not rows:
+        return NoteArray.empty()
+    a = np.array(rows, dtype=np.float64)
+    return NoteArray(a[:, 0], a[:, 1], a[:, 2], a[:, 3], np.zeros(len(a)), confidence=a[:, 4]).sorted()
