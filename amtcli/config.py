@@ -83,7 +83,8 @@ class FeatureConfig:
 
 @dataclass(frozen=True)
 class DecodeConfig:
-    """Frames -> notes. Thresholds are probabilities in [0, 1]."""
+    """Frames -> notes. Thresholds are probabilities in [0, 1]; each field means what
+    :data:`DECODE_HELP` says (the same text is the help of ``amt transcribe``'s flags)."""
 
     onset_threshold: float = 0.5
     frame_threshold: float = 0.4
@@ -98,6 +99,16 @@ class DecodeConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     """The training loop. ``precision``: auto (chosen by the hardware, :func:`amtcli.devices.resolve_precision`), fp32, bf16, fp16."""
+# The one meaning of each decoding setting: DecodeConfig's fields, amtcli.transcribe()'s keyword
+# arguments and amt transcribe's flags (--onset-threshold ...) all use these words.
+DECODE_HELP = {
+    "onset_threshold": "A note starts where its key's onset probability reaches this value (higher: fewer, surer notes).",
+    "frame_threshold": "A started note sounds on while its key's frame probability stays at or above this value.",
+    "offset_threshold": "A note ends early where its key's offset probability reaches this value (models with an offset head).",
+    "min_note_s": "Notes shorter than this many seconds are dropped.",
+}
+
+
 
     steps: int = 20000
     batch_size: int = 8
@@ -203,4 +214,4 @@ def override(obj: T, **changes: Any) -> T:
     return dataclasses.replace(obj, **changes) if changes else obj  # type: ignore[type-var]
 
 
-__all__ = ["FeatureConfig", "DecodeConfig", "TrainConfig", "to_dict", "from_dict", "override", "MIDI_MIN", "N_KEYS", "field"]
+__all__ = ["FeatureConfig", "DecodeConfig", "DECODE_HELP", "TrainConfig", "to_dict", "from_dict", "override", "MIDI_MIN", "N_KEYS", "field"]

@@ -196,16 +196,13 @@ def _dp_beats(env: np.ndarray, period: float, tightness: float) -> np.ndarray:
     started = False
     for t in range(n):
         prev = t - offsets
-        ok = prev >= 0
-        if ok.any():
-            cand = cum[prev[ok]] + penalty[ok]
-            j = int(np.argmax(cand))
-            cum[t] = env[t] + cand[j]
-            if started or env[t] >= thresh:
-                back[t] = prev[ok][j]
-                started = True
-        else:
-            cum[t] = env[t]
+        # a predecessor before the start counts as a beat with nothing accumulated (as in librosa)
+        cand = np.where(prev >= 0, cum[np.maximum(prev, 0)], 0.0) + penalty
+        j = int(np.argmax(cand))
+        cum[t] = env[t] + cand[j]
+        if started or env[t] >= thresh:
+            back[t] = prev[j] if prev[j] >= 0 else -1
+            started = True
     # the last beat: the last local maximum of the cumulative score above half the median peak
     peaks = np.nonzero((cum[1:-1] > cum[:-2]) & (cum[1:-1] >= cum[2:]))[0] + 1
     if not len(peaks):
@@ -230,7 +227,8 @@ def track_beats(
 
     ``tempo_bpm`` fixes the period the tracker aims for (default: :func:`estimate_tempo`).
     Weak beats at the start and end (where the smoothed envelope is below half its RMS) are
-    dropped, as librosa does. Empty when the envelope is silent.
+    dropped, as librosa does; each beat is then placed to a fraction of a frame (the peak of a
+    parabola through the smoothed envelope). Empty when the envelope is silent.
     """
     env = np.asarray(onset_strength, dtype=np.float64)
     if env.ndim != 1:
@@ -254,7 +252,16 @@ def track_beats(
             frames = frames[first : last + 1]
         else:
             frames = frames[:0]
-    return frames / frame_rate
+    # to a fraction of a frame: the vertex of a parabola through the local score around each beat
+    pos = frames.astype(np.float64)
+    inner = (frames > 0) & (frames < len(local) - 1)
+    if inner.any():
+        f = frames[inner]
+        a, b, c = local[f - 1], local[f], local[f + 1]
+        denom = a - 2 * b + c
+        safe = np.where(denom < 0, denom, -1.0)
+        pos[inner] += np.where(denom < 0, np.clip(0.5 * (a - c) / safe, -0.5, 0.5), 0.0)
+    return np.sort(pos) / frame_rate
 
 
 # ------------------------------------------------------------------------------- meter/downbeats
@@ -304,8 +311,8 @@ def beat_accents(notes: NoteArray, beats_s: np.ndarray) -> np.ndarray:
     return out
 
 
-# weights of the accent features (onset, bass, length, harmonic change) in the meter score; chosen
-# on training-split pieces by benchmarks/beats_eval.py --tune (see that script)
+# weights of the accent features (onset, bass, length, harmonic change) in the meter score, set by
+# hand (bass and harmonic change mark bar starts most in tonal music); benchmarks/beats_eval.py measures them
 ACCENT_WEIGHTS = (0.5, 1.0, 1.0, 1.0)
 
 
@@ -340,6 +347,28 @@ def estimate_meter(
     return best[1], best[2]
 
 
+def extend_beats(beats_s: np.ndarray, notes: NoteArray) -> np.ndarray:
+    """Beats ``(n,)`` continued at the first (last) beat period back to the first note and on to
+    the last onset (never before 0 s), so every note has beats around it; the tracker drops weak
+    beats at the edges."""
+    b = list(np.asarray(beats_s, dtype=np.float64))
+    if len(b) < 2 or not len(notes):
+        return np.asarray(b)
+    first, last = float(notes.onset_s.min()), float(notes.onset_s.max())
+    p0, p1 = b[1] - b[0], b[-1] - b[-2]
+    head = []
+    t = b[0] - p0
+    while t >= 0 and t > first - 0.5 * p0:
+        head.append(t)
+        t -= p0
+    tail = []
+    t = b[-1] + p1
+    while t < last + 0.5 * p1:
+        tail.append(t)
+        t += p1
+    return np.array(head[::-1] + b + tail)
+
+
 def estimate_grid(
     notes: NoteArray,
     *,
@@ -353,7 +382,8 @@ def estimate_grid(
 
     With ``tempo_bpm`` the grid is that constant tempo, starting at the first note (a downbeat).
     Otherwise beats are tracked on ``onset_strength`` ``(n_frames,)`` (default: the notes' onsets,
-    :func:`onset_strength_from_notes`). The meter and the first downbeat come from the notes
+    :func:`onset_strength_from_notes`) and continued to the first and last notes
+    (:func:`extend_beats`). The meter and the first downbeat come from the notes
     (:func:`estimate_meter`) unless ``beats_per_bar`` is given (then only the phase is estimated).
     When fewer than 4 beats are found the grid falls back to 120 BPM from the first note.
     """
@@ -368,6 +398,7 @@ def estimate_grid(
     beats = track_beats(onset_strength, frame_rate=frame_rate)
     if len(beats) < 4:
         return fixed_grid(DEFAULT_BPM, duration_s=end, start_s=start, beats_per_bar=meters[0])
+    beats = extend_beats(beats, notes)
     m, p = estimate_meter(notes, beats, meters=meters)
     return BeatGrid(beats, beats_per_bar=m, first_downbeat=p, tracked=True)
 

@@ -1,7 +1,7 @@
 """Beat, downbeat and meter accuracy on rendered music with known, varying tempo.
 
     .venv/bin/python benchmarks/beats_eval.py                      # 24 held-out Nottingham tunes
-    .venv/bin/python benchmarks/beats_eval.py --split train --n 40 # the pieces the meter weights were looked at on
+    .venv/bin/python benchmarks/beats_eval.py --split train --n 40 # training-split tunes, to try changes on
 
 Material: Nottingham tunes (quantized MIDI with time signatures; 2/4, 3/4 and 4/4 tunes, the test
 split of ``amt synth --split-by file``), each played through a known tempo curve (a base tempo of

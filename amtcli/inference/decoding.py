@@ -80,3 +80,30 @@ def decode_frames(
         return NoteArray.empty()
     a = np.array(rows, dtype=np.float64)
     return NoteArray(a[:, 0], a[:, 1], a[:, 2], a[:, 3], np.zeros(len(a)), confidence=a[:, 4]).sorted()
+
+
+def explain_decoding(
+    config: DecodeConfig, *, model_default: DecodeConfig | None = None, tokens_model: bool = False
+) -> list[tuple[str, str, str, str]]:
+    """The decoding settings in use, for a person: ``[(flag, value, source, meaning), ...]``.
+
+    ``source`` says whether the value is the model's (``model_default``) or was set; ``meaning`` is
+    :data:`amtcli.config.DECODE_HELP`. A token model writes notes itself, so its thresholds are
+    shown as not used; so is the offset threshold when ``use_offset`` is off.
+    """
+    from ..config import DECODE_HELP
+
+    rows = []
+    for name, meaning in DECODE_HELP.items():
+        value = getattr(config, name)
+        text = f"{value:g} s" if name == "min_note_s" else f"{value:g}"
+        if model_default is None:
+            source = ""
+        else:
+            source = "model's" if getattr(model_default, name) == value else f"set (model's: {getattr(model_default, name):g})"
+        if name != "min_note_s" and tokens_model:
+            text, source = "not used", "token model"
+        elif name == "offset_threshold" and not config.use_offset:
+            text, source = "not used", "this model's decoding has no offset step"
+        rows.append(("--" + name.replace("_", "-"), text, source, meaning))
+    return rows

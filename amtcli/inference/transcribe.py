@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..config import DecodeConfig, FeatureConfig
+from ..config import DecodeConfig, FeatureConfig, override
 from ..devices import resolve_device, resolve_precision
 from ..errors import BadInput
 from ..notes import NoteArray
@@ -19,7 +19,15 @@ from .decoding import decode_frames
 
 @dataclass
 class Transcription:
-    """Everything one run produced: notes, and the posteriors ``(n_frames, 88)`` they were decoded from."""
+    """Everything one run produced: notes, and the posteriors ``(n_frames, 88)`` they were decoded from.
+
+    ``onset_strength`` ``(n_frames,)`` is what beats are tracked on: the onset probabilities summed
+    over the keys (frame models), or the CQT's spectral flux (token models). ``decode`` is the
+    decoding configuration that was used (thresholds, minimum note length).
+
+    Write it as a musician would use it with :meth:`write` (format by suffix), :meth:`to_midi`
+    or :meth:`to_musicxml`; options are those of :class:`amtcli.outputs.OutputOptions`.
+    """
 
     notes: NoteArray
     posteriors: dict[str, np.ndarray]  # empty for token models (they write notes, not frames)
@@ -27,6 +35,33 @@ class Transcription:
     frame_rate: float
     duration_s: float
     invalid_tokens: int = 0  # token models: tokens the decoder wrote that made no sense and were skipped
+    onset_strength: np.ndarray | None = None
+    decode: DecodeConfig | None = None
+
+    def write(self, path: str | os.PathLike, *, fmt: str | None = None, meta: dict | None = None, **options):
+        """Write as ``fmt`` (default: by the suffix: .mid, .csv, .json, .musicxml); ``options``:
+        :class:`~amtcli.outputs.OutputOptions` fields (``quantize="1/16"``, ``pedal=True``, ...).
+        Returns a :class:`~amtcli.outputs.WriteReport`. Overwrites ``path``."""
+        from ..outputs import OutputOptions, write_transcription
+
+        return write_transcription(self, path, fmt=fmt, options=OutputOptions(**options), meta=meta)
+
+    def to_midi(self, path: str | os.PathLike, **options):
+        """MIDI with the tracked tempo map and time signature (see :meth:`write`)."""
+        return self.write(path, fmt="mid", **options)
+
+    def to_musicxml(self, path: str | os.PathLike, **options):
+        """A MusicXML score: bars, key, two staves (see :meth:`write`)."""
+        return self.write(path, fmt="musicxml", **options)
+
+    def beat_grid(self, *, tempo_bpm: float | None = None, beats_per_bar: int | None = None):
+        """The :class:`~amtcli.rhythm.BeatGrid` the outputs use (tracked, or at ``tempo_bpm``)."""
+        from ..rhythm import estimate_grid
+
+        return estimate_grid(
+            self.notes, onset_strength=self.onset_strength, frame_rate=self.frame_rate, duration_s=self.duration_s,
+            tempo_bpm=tempo_bpm, beats_per_bar=beats_per_bar,
+        )
 
 
 def _as_model(model: Any, device: str):
@@ -131,8 +166,13 @@ def transcribe_full(
     precision: str | None = None,
     keep_features: bool = False,
     on_progress: Callable[[int, int], None] | None = None,
+    onset_threshold: float | None = None,
+    frame_threshold: float | None = None,
+    offset_threshold: float | None = None,
+    min_note_s: float | None = None,
 ) -> Transcription:
-    """Like :func:`transcribe` but returns a :class:`Transcription` with the posteriors."""
+    """Like :func:`transcribe` but returns a :class:`Transcription` with the posteriors, the onset
+    strength for beat tracking, and methods that write MIDI with tempo maps, MusicXML and more."""
     from ..audio.features import compute_features
     from ..audio.io import load_audio
 
@@ -152,16 +192,27 @@ def transcribe_full(
     duration_s = len(samples) / fc.sample_rate
     features = compute_features(samples, config=fc)
     del samples
+    cfg = override(
+        decode or default_decode,
+        onset_threshold=onset_threshold, frame_threshold=frame_threshold, offset_threshold=offset_threshold, min_note_s=min_note_s,
+    )
     if getattr(net, "output_kind", "frames") == "tokens":
-        notes, invalid = notes_from_token_model(net, features, device=device, min_note_s=(decode or default_decode).min_note_s, precision=precision, on_progress=on_progress)
-        return Transcription(notes, {}, features if keep_features else None, fc.frame_rate, duration_s, invalid_tokens=invalid)
+        from ..rhythm import onset_strength_from_features
+
+        notes, invalid = notes_from_token_model(net, features, device=device, min_note_s=cfg.min_note_s, precision=precision, on_progress=on_progress)
+        return Transcription(
+            notes, {}, features if keep_features else None, fc.frame_rate, duration_s, invalid_tokens=invalid,
+            onset_strength=onset_strength_from_features(features), decode=cfg,
+        )
     post = posteriors_from_features(net, features, device=device, chunk_s=chunk_s, precision=precision, on_progress=on_progress)
-    cfg = decode or default_decode
     notes = decode_frames(
         post["onset"], post["frame"], offset=post.get("offset"), velocity=post.get("velocity"),
         frame_rate=fc.frame_rate, config=cfg, fmin_midi=fc.fmin_midi,
     )
-    return Transcription(notes, post, features if keep_features else None, fc.frame_rate, duration_s)
+    return Transcription(
+        notes, post, features if keep_features else None, fc.frame_rate, duration_s,
+        onset_strength=post["onset"].sum(axis=1).astype(np.float64), decode=cfg,
+    )
 
 
 def transcribe(
@@ -173,14 +224,22 @@ def transcribe(
     sample_rate: int | None = None,
     chunk_s: float = 20.0,
     precision: str | None = None,
+    onset_threshold: float | None = None,
+    frame_threshold: float | None = None,
+    offset_threshold: float | None = None,
+    min_note_s: float | None = None,
 ) -> NoteArray:
     """Transcribe a file path or a float32 mono array into notes.
 
     ``model`` is a zoo name, a release folder, ``hf://owner/repo[@rev]``, or a loaded model.
     ``sample_rate`` is the rate of an array input (default: the model's, 16 kHz).
     ``precision``: auto (chosen by the hardware: bf16 only on CPUs with native bf16, AMP on CUDA), fp32, bf16, fp16.
-    Returns a :class:`~amtcli.notes.NoteArray`.
+    ``onset_threshold``, ``frame_threshold``, ``offset_threshold``, ``min_note_s``: override the
+    model's decoding (or ``decode``'s) field by field, with the meanings of
+    :data:`amtcli.config.DECODE_HELP` (the same as ``amt transcribe``'s flags).
+    Returns a :class:`~amtcli.notes.NoteArray` (with each note's ``confidence``).
     """
     return transcribe_full(
-        audio, model=model, device=device, decode=decode, sample_rate=sample_rate, chunk_s=chunk_s, precision=precision
+        audio, model=model, device=device, decode=decode, sample_rate=sample_rate, chunk_s=chunk_s, precision=precision,
+        onset_threshold=onset_threshold, frame_threshold=frame_threshold, offset_threshold=offset_threshold, min_note_s=min_note_s,
     ).notes
