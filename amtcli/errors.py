@@ -53,3 +53,10 @@ class SoundfontNotFound(AmtError):
 
 class MissingDependency(AmtError):
     """An external program or optional package is not installed."""
+
+
+class AmtWarning(UserWarning):
+    """Input amt can use but that is probably not what the user meant (a truncated file...).
+
+    The CLI prints each as one ``warning:`` line; library callers see an ordinary Python warning.
+    """

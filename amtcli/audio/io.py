@@ -7,11 +7,13 @@ sit in memory at its original rate: peak memory is about the size of the output 
 from __future__ import annotations
 
 import os
+import re
+import warnings
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import BadAudio, BadInput
+from ..errors import AmtWarning, BadAudio, BadInput
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".opus")
 _BLOCK_FRAMES = 1 << 18
@@ -31,6 +33,29 @@ def _open(path: Path):
     except Exception as exc:  # soundfile raises LibsndfileError / RuntimeError / TypeError
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise BadAudio(f"{path}: not a readable audio file ({reason})") from None
+
+
+_DECLARED = re.compile(r"^\s*(?:data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+
+
+def _warn_if_truncated(path: Path, f) -> None:
+    """Warn when a WAV/AIFF header announces more audio than the file holds (a cut-off copy or
+    download): libsndfile reads what is there without a word, and its log says how much that is.
+    Headers left unfinished by streaming writers (size 0 or 0xFFFFFFFF) are not truncation."""
+    m = _DECLARED.search(f.extra_info or "")
+    if not m:
+        return
+    declared, actual = int(m.group(1)), int(m.group(2))
+    if declared in (0, 0xFFFFFFFF) or declared <= actual or actual <= 0 or not f.samplerate:
+        return
+    have_s = f.frames / f.samplerate
+    announced_s = have_s * declared / actual
+    warnings.warn(
+        f"{path}: truncated: its header announces {announced_s:.1f} s of audio but the file holds "
+        f"{have_s:.1f} s (a cut-off copy or download?); using what is there",
+        AmtWarning,
+        stacklevel=3,
+    )
 
 
 def audio_info(path: str | os.PathLike) -> tuple[int, int, float]:
@@ -58,6 +83,7 @@ def load_audio(
         raise BadInput(f"sample rate must be positive, got {sample_rate}")
     path = Path(path)
     with _open(path) as f:
+        _warn_if_truncated(path, f)
         sr_in = f.samplerate
         total = f.frames
         start = int(round(max(0.0, offset_s) * sr_in))

@@ -8,12 +8,13 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated, Callable, Optional
 
 import typer
 
-from ..errors import AmtError
+from ..errors import AmtError, AmtWarning
 
 _console = None
 _err_console = None
@@ -45,8 +46,16 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
+def warn(message: str) -> None:
+    """Print one warning line on stderr."""
+    from rich.markup import escape
+
+    err_console().print(f"[bold yellow]warning:[/] {escape(message)}", soft_wrap=True)
+
+
 def handle_errors(func: Callable) -> Callable:
-    """Turn every error a user can cause into one line on stderr and a non-zero exit code.
+    """Turn every error a user can cause into one line on stderr and a non-zero exit code, and
+    every :class:`~amtcli.errors.AmtWarning` into one ``warning:`` line.
 
     ``AMT_DEBUG=1`` re-raises, for a traceback when debugging amt itself.
     """
@@ -54,7 +63,18 @@ def handle_errors(func: Callable) -> Callable:
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         try:
-            return func(*args, **kwargs)
+            with warnings.catch_warnings():
+                show = warnings.showwarning
+
+                def show_amt_warnings(message, category, *rest, **kw):
+                    if issubclass(category, AmtWarning):
+                        warn(str(message))
+                    else:
+                        show(message, category, *rest, **kw)
+
+                warnings.showwarning = show_amt_warnings
+                warnings.simplefilter("always", AmtWarning)
+                return func(*args, **kwargs)
         except (typer.Exit, typer.Abort):
             raise
         except AmtError as exc:

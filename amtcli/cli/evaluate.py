@@ -113,6 +113,20 @@ def _render_robustness(runs, *, noise: str) -> None:
     console().print(table)
 
 
+def _name_skipped(skipped, *, title: str, show: int = 20) -> None:
+    """Name each skipped file with its reason (the first ``show`` of them), on stderr."""
+    from rich.markup import escape
+
+    if not skipped:
+        return
+    ec = err_console()
+    ec.print(f"[yellow]{len(skipped)} {title}:[/]")
+    for path, reason in skipped[:show]:
+        ec.print(f"  {escape(str(path))}: {escape(str(reason))}", soft_wrap=True)
+    if len(skipped) > show:
+        ec.print(f"  ... and {len(skipped) - show} more (all of them are in --json)")
+
+
 def _run_transcription(opts: dict) -> None:
     from ..datasets import dataset_info, load_dataset, select_split
     from ..errors import BadInput
@@ -181,7 +195,14 @@ def _run_transcription(opts: dict) -> None:
         def step(message: str) -> None:
             bar.update(task, advance=1, info=message)
 
-        runs = run_evaluation(items, systems, conditions=conditions, seed=opts["seed"], root=everything.root, on_step=step)
+        unreadable: list[tuple[str, str]] = []
+
+        def skip(item, reason: str) -> None:
+            unreadable.append((str(item.label), reason))
+
+        runs = run_evaluation(items, systems, conditions=conditions, seed=opts["seed"], root=everything.root, on_step=step, on_skip=skip)
+    _name_skipped(everything.skipped, title="not evaluated (no audio or annotation)")
+    _name_skipped(unreadable, title="skipped (could not be read)")
 
     if opts["per_file"]:
         for run in runs:
@@ -195,6 +216,7 @@ def _run_transcription(opts: dict) -> None:
         "dataset": {
             "name": name, "root": str(everything.root), "split": split, "split_seed": opts["split_seed"],
             "audio_variant": opts["audio_variant"], "annotation": opts["annotation"], "n_items": len(items),
+            "skipped": [{"path": path, "reason": reason} for path, reason in [*everything.skipped, *unreadable]],
         },
         "systems": [{"name": s.name, "kind": s.kind, "source": str(getattr(s, "folder", getattr(s, "spec", "")))} for s in systems],
         "noise": {"snr_db": snrs, "kind": opts["noise"], "seed": opts["seed"]} if snrs else None,

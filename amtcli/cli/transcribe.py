@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from . import app
-from .common import DeviceOpt, ModelOpt, PrecisionOpt, OverwriteOpt, console, err_console, fail, handle_errors, progress
+from .common import DeviceOpt, ModelOpt, PrecisionOpt, OverwriteOpt, console, err_console, fail, handle_errors, progress, warn
 
 
 def invalid_tokens_text(n: int) -> str:
@@ -74,6 +74,8 @@ def transcribe(
         task = bar.add_task("transcribing", total=len(pairs), info="")
 
         def report(outcome) -> None:
+            for message in outcome.warnings:
+                warn(message)
             bar.update(task, advance=1, info=outcome.source.name)
 
         outcomes = transcribe_files(

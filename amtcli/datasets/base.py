@@ -83,33 +83,67 @@ def read_maps_txt(path: str | os.PathLike) -> NoteArray:
     return NoteArray.from_lists(rows)
 
 
+def _jams_number(value, *, where: str, field: str, lo: float | None = None, hi: float | None = None) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+        raise BadMidi(f"{where}: {field!r} must be a finite number, got {value!r}")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise BadMidi(f"{where}: {field!r} must lie in [{lo}, {hi}], got {value!r}")
+    return float(value)
+
+
 def read_jams_notes(path: str | os.PathLike, *, program: int = 25) -> NoteArray:
     """All ``note_midi`` annotations of a JAMS file (GuitarSet has one per string), merged.
 
     JAMS is JSON; ``data`` is either a list of ``{time, duration, value}`` observations or a dict
     of parallel lists. Pitches (fractional MIDI numbers in GuitarSet) are rounded to the nearest key.
+    Every observation is checked (times and durations finite and >= 0, pitches finite in 0..127):
+    anything else is a :class:`BadMidi` naming the file, the annotation, the observation and the field.
     """
     path = Path(path)
     try:
         doc = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BadMidi(f"{path}: not a readable JAMS file ({exc})") from None
+    annotations = doc.get("annotations", []) if isinstance(doc, dict) else None
+    if not isinstance(annotations, list):
+        raise BadMidi(f"{path}: not a JAMS file (expected an object with a list of 'annotations')")
     parts = []
-    for ann in doc.get("annotations", []):
+    for a, ann in enumerate(annotations):
+        if not isinstance(ann, dict):
+            raise BadMidi(f"{path}: annotation {a} is not an object")
         if ann.get("namespace") != "note_midi":
             continue
-        data = ann.get("data") or []
+        where = f"{path}: annotation {a} (note_midi)"
+        if "data" not in ann:
+            raise BadMidi(f"{where}: no 'data'")
+        data = ann["data"] if ann["data"] is not None else []
         if isinstance(data, dict):
-            times, durs, values = data.get("time", []), data.get("duration", []), data.get("value", [])
+            cols = {k: data.get(k) for k in ("time", "duration", "value")}
+            bad = [k for k, v in cols.items() if not isinstance(v, list)]
+            if bad:
+                raise BadMidi(f"{where}: 'data' has no list {bad[0]!r}")
+            if len({len(v) for v in cols.values()}) != 1:
+                raise BadMidi(f"{where}: the lists time, duration and value differ in length")
+            rows = [dict(zip(cols, obs)) for obs in zip(*cols.values())]
+        elif isinstance(data, list):
+            rows = data
         else:
-            times = [d["time"] for d in data]
-            durs = [d["duration"] for d in data]
-            values = [d["value"] for d in data]
-        if not len(times):
+            raise BadMidi(f"{where}: 'data' must be a list of observations or an object of lists")
+        on, dur, pitch = [], [], []
+        for j, obs in enumerate(rows):
+            at = f"{where}, observation {j}"
+            if not isinstance(obs, dict):
+                raise BadMidi(f"{at}: an observation must be an object with time, duration and value")
+            missing = [k for k in ("time", "duration", "value") if k not in obs]
+            if missing:
+                raise BadMidi(f"{at}: no {missing[0]!r}")
+            on.append(_jams_number(obs["time"], where=at, field="time", lo=0.0))
+            dur.append(_jams_number(obs["duration"], where=at, field="duration", lo=0.0))
+            pitch.append(_jams_number(obs["value"], where=at, field="value", lo=0.0, hi=127.0))
+        if not on:
             continue
-        on = np.asarray(times, np.float64)
-        pitch = np.rint(np.asarray(values, np.float64))
-        parts.append(NoteArray(on, on + np.asarray(durs, np.float64), pitch, np.full(len(on), 80), np.full(len(on), program)))
+        onset = np.asarray(on, np.float64)
+        parts.append(NoteArray(onset, onset + np.asarray(dur, np.float64), np.rint(np.asarray(pitch, np.float64)), np.full(len(on), 80), np.full(len(on), program)))
     return concat_notes(parts)
 
 

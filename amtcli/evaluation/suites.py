@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..datasets.base import Item
-from ..errors import BadInput
+from ..errors import AmtError, BadInput
 from ..notes import NoteArray, midi_to_notes
 from .metrics import Counts, aggregate, score_notes
 
@@ -178,6 +178,7 @@ def run_evaluation(
     root: Path | None = None,
     clip_to_audio: bool = True,
     on_step: Callable[[str], None] | None = None,
+    on_skip: Callable[[Item, str], None] | None = None,
 ) -> list[RunResult]:
     """Score every system under every condition on ``items``; one :class:`RunResult` each.
 
@@ -185,6 +186,9 @@ def run_evaluation(
     excerpt is scored against the notes it holds; a no-op for complete recordings apart from
     notes still ringing at the very end. Prediction folders are scored on clean audio only.
     ``on_step(message)`` is called after each item is done for a system (all its conditions).
+    An item whose audio, reference or prediction cannot be read (an :class:`AmtError`) is left
+    out for every system, so that they are scored on the same items, and ``on_skip(item,
+    reason)`` is called; if every item is left out, :class:`AmtError` names the first reason.
     """
     from ..audio.io import audio_info, load_audio
     from ..audio.noise import mix_noise
@@ -198,29 +202,46 @@ def run_evaluation(
         )
     matches = {id(s): s.match(items, root=root) for s in systems if isinstance(s, PredictionFolder)}
     runs = {(i, c): RunResult(s.name, c) for i, s in enumerate(systems) for c in conditions}
+    skipped: list[str] = []
     for item in items:
-        duration = audio_info(item.audio)[2]
-        reference = item.load_notes()
-        if clip_to_audio:
-            reference = clip_to(reference, duration)
-        for i, system in enumerate(systems):
-            audio = None
-            if isinstance(system, ModelSystem):
-                audio = load_audio(item.audio, sample_rate=system.sample_rate)
-            for cond in conditions:
-                if isinstance(system, PredictionFolder):
-                    estimate = midi_to_notes(matches[id(system)][item.id], sustain=True)
-                else:
-                    x = audio
-                    if cond.snr_db is not None:
-                        x = mix_noise(audio, snr_db=cond.snr_db, kind=cond.noise, rng=noise_rng(item.id, seed=seed))
-                    estimate = system.transcribe(x)
-                if clip_to_audio:
-                    estimate = clip_to(estimate, duration)
-                counts = score_notes(reference, estimate, with_velocity=item.has_velocity)
-                runs[(i, cond)].files.append(FileResult(item.id, item.piece, duration, counts))
-            if on_step is not None:
-                on_step(f"{system.name}: {item.id}")
+        results: list[tuple[tuple[int, Condition], FileResult]] = []
+        stepped = 0
+        try:
+            duration = audio_info(item.audio)[2]
+            reference = item.load_notes()
+            if clip_to_audio:
+                reference = clip_to(reference, duration)
+            for i, system in enumerate(systems):
+                audio = None
+                if isinstance(system, ModelSystem):
+                    audio = load_audio(item.audio, sample_rate=system.sample_rate)
+                for cond in conditions:
+                    if isinstance(system, PredictionFolder):
+                        estimate = midi_to_notes(matches[id(system)][item.id], sustain=True)
+                    else:
+                        x = audio
+                        if cond.snr_db is not None:
+                            x = mix_noise(audio, snr_db=cond.snr_db, kind=cond.noise, rng=noise_rng(item.id, seed=seed))
+                        estimate = system.transcribe(x)
+                    if clip_to_audio:
+                        estimate = clip_to(estimate, duration)
+                    counts = score_notes(reference, estimate, with_velocity=item.has_velocity)
+                    results.append(((i, cond), FileResult(item.id, item.piece, duration, counts)))
+                if on_step is not None:
+                    on_step(f"{system.name}: {item.id}")
+                stepped += 1
+        except AmtError as exc:
+            skipped.append(f"{item.id}: {exc}")
+            if on_skip is not None:
+                on_skip(item, str(exc))
+            for system in systems[stepped:]:
+                if on_step is not None:
+                    on_step(f"{system.name}: {item.id} skipped")
+            continue
+        for key, result in results:
+            runs[key].files.append(result)
+    if len(skipped) == len(items):
+        raise AmtError(f"nothing to evaluate: all {len(items)} recording(s) were skipped, e.g. {skipped[0]}")
     return [runs[(i, c)] for i in range(len(systems)) for c in conditions]
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ..config import DecodeConfig
-from ..errors import AmtError, BadAudio, BadInput, OutputExists
+from ..errors import AmtError, AmtWarning, BadAudio, BadInput, OutputExists
 
 
 @dataclass
@@ -33,6 +33,7 @@ class FileOutcome:
     invalid_tokens: int = 0
     error: str | None = None
     exit_code: int = 0  # of a failure: the AmtError's code, 1 for system errors, 70 for a bug in amt
+    warnings: tuple[str, ...] = ()  # AmtWarnings raised while doing it (a truncated file...)
 
 
 # ------------------------------------------------------------------------------------ planning
@@ -184,21 +185,30 @@ def transcribe_to_file(
     """Transcribe ``source`` with a loaded ``model`` and write ``output`` (format by its suffix).
 
     The piano roll (``plot``) is written first and the notes file last, so an output that exists
-    is complete with its extras (``--skip-existing`` can trust it). Raises on failure.
+    is complete with its extras (``--skip-existing`` can trust it). :class:`AmtWarning` s are
+    collected into the outcome (they travel back from worker processes with it). Raises on failure.
     """
+    import warnings
+
     from ..outputs import format_for, plot_transcription, write_notes
     from .transcribe import transcribe_full
 
     fc = model.feature_config
     tokens_model = getattr(model, "output_kind", "frames") == "tokens"
-    result = transcribe_full(source, model=(model, release), device=device, decode=decode, chunk_s=chunk_s, precision=precision, keep_features=plot)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", AmtWarning)
+        result = transcribe_full(source, model=(model, release), device=device, decode=decode, chunk_s=chunk_s, precision=precision, keep_features=plot)
+    for w in caught:
+        if not issubclass(w.category, AmtWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    said = tuple(str(w.message) for w in caught if issubclass(w.category, AmtWarning))
     meta = {"source": str(source), "model": model_name}
     if tokens_model:
         meta["invalid_tokens"] = result.invalid_tokens
     if plot:
         plot_transcription(output.with_suffix(".png"), features=result.features, notes=result.notes, frame_rate=fc.frame_rate, bins_per_semitone=fc.bins_per_semitone, fmin_midi=fc.fmin_midi)
     write_notes(result.notes, output, fmt=format_for(output), meta=meta)
-    return FileOutcome(source, output, "done", len(result.notes), result.duration_s, result.invalid_tokens)
+    return FileOutcome(source, output, "done", len(result.notes), result.duration_s, result.invalid_tokens, warnings=said)
 
 
 def _failure(source: Path, output: Path, exc: BaseException) -> FileOutcome:
