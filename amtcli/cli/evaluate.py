@@ -17,6 +17,7 @@ from . import app
 from .common import DeviceOpt, OverwriteOpt, PrecisionOpt, console, err_console, handle_errors, progress
 
 RESERVED_TASKS = ("retrieval",)
+DEFAULT_MODEL = "synthetic"  # scored when neither --model nor --predictions is given
 
 
 def _fmt(value: Optional[float]) -> str:
@@ -136,7 +137,7 @@ def _run_transcription(opts: dict) -> None:
 
     models, predictions = opts["model"] or [], opts["predictions"] or []
     if not models and not predictions:
-        raise BadInput("nothing to score: give --model NAME (run our transcriber) or --predictions DIR (MIDI files of any tool)")
+        models = [DEFAULT_MODEL]  # what `amt transcribe` would use
     from ..audio.noise import NOISE_KINDS
 
     if opts["noise"] not in NOISE_KINDS:
@@ -186,7 +187,7 @@ def _run_transcription(opts: dict) -> None:
     skipped = f"; {len(everything.skipped)} skipped (no audio or annotation)" if everything.skipped else ""
     err_console().print(
         f"{name} ({everything.root}), split {split}: {len(items)} recording(s){skipped}; "
-        f"{len(systems)} system(s) x {len(conditions)} condition(s)",
+        f"{len(systems)} system(s) ({', '.join(s.name for s in systems)}) x {len(conditions)} condition(s)",
         soft_wrap=True,
     )
     with progress() as bar:
@@ -252,7 +253,7 @@ def evaluate(
     audio_variant: Annotated[Optional[str], typer.Option("--audio-variant", help="GuitarSet audio: mono-mic (default), mono-pickup_mix, hex-pickup_original, hex-pickup_debleeded.")] = None,
     annotation: Annotated[Optional[str], typer.Option("--annotation", help="MAPS labels: mid (default when present; velocities, pedal) or txt.")] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Only the first N recordings (by id).")] = None,
-    model: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="Our model to run: zoo name, release folder or hf://owner/repo@rev. Repeat to compare.")] = None,
+    model: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="Our model to run: zoo name, release folder or hf://owner/repo@rev. Repeat to compare. Default (without --predictions): synthetic.")] = None,
     predictions: Annotated[Optional[list[Path]], typer.Option("--predictions", "-p", help="Folder of MIDI files from any tool, named like the audio (<stem>.mid). Repeat to compare.")] = None,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
