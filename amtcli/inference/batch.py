@@ -33,6 +33,7 @@ class FileOutcome:
     invalid_tokens: int = 0
     error: str | None = None
     exit_code: int = 0  # of a failure: the AmtError's code, 1 for system errors, 70 for a bug in amt
+    report: tuple[str, ...] = ()  # what was done to the notes before writing (tempo, quantization, pedal), one line each
     warnings: tuple[str, ...] = ()  # AmtWarnings raised while doing it (a truncated file...)
 
 
@@ -181,6 +182,7 @@ def transcribe_to_file(
     chunk_s: float = 20.0,
     precision: str | None = None,
     plot: bool = False,
+    output_options=None,
 ) -> FileOutcome:
     """Transcribe ``source`` with a loaded ``model`` and write ``output`` (format by its suffix).
 
@@ -190,7 +192,7 @@ def transcribe_to_file(
     """
     import warnings
 
-    from ..outputs import format_for, plot_transcription, write_notes
+    from ..outputs import OutputOptions, format_for, plot_transcription, write_transcription
     from .transcribe import transcribe_full
 
     fc = model.feature_config
@@ -207,8 +209,8 @@ def transcribe_to_file(
         meta["invalid_tokens"] = result.invalid_tokens
     if plot:
         plot_transcription(output.with_suffix(".png"), features=result.features, notes=result.notes, frame_rate=fc.frame_rate, bins_per_semitone=fc.bins_per_semitone, fmin_midi=fc.fmin_midi)
-    write_notes(result.notes, output, fmt=format_for(output), meta=meta)
-    return FileOutcome(source, output, "done", len(result.notes), result.duration_s, result.invalid_tokens, warnings=said)
+    written = write_transcription(result, output, fmt=format_for(output), options=output_options or OutputOptions(), meta=meta)
+    return FileOutcome(source, output, "done", written.n_notes, result.duration_s, result.invalid_tokens, warnings=said, report=tuple(written.lines))
 
 
 def _failure(source: Path, output: Path, exc: BaseException) -> FileOutcome:
@@ -264,6 +266,7 @@ def transcribe_files(
     chunk_s: float = 20.0,
     precision: str | None = None,
     plot: bool = False,
+    output_options=None,
     skip_existing: bool = False,
     jobs: int = 1,
     loaded=None,
@@ -294,7 +297,7 @@ def transcribe_files(
         net, release = load_release(folder, device=device)
     else:
         net, release, folder = loaded
-    options = {"decode": decode, "chunk_s": chunk_s, "precision": precision, "plot": plot}
+    options = {"decode": decode, "chunk_s": chunk_s, "precision": precision, "plot": plot, "output_options": output_options}
 
     def finish(i: int, outcome: FileOutcome) -> None:
         outcomes[i] = outcome
