@@ -11,7 +11,9 @@ true beats and downbeats are known exactly. The first 40 s are rendered with Flu
 transcribed with the bundled ``synthetic`` model.
 
 Each beat tracker is scored with mir_eval.beat.f_measure (+-70 ms) on beats and on downbeats; the
-meter is right when the estimated beats per bar equal the tune's. Rows: onset envelopes from the
+meter is right when the estimated beats per bar equal the tune's. amt's rows run
+``amtcli.rhythm.estimate_grid`` (what ``amt transcribe`` runs: beats, then meter and downbeats from
+the transcribed notes; s/tune is its time); librosa's beats get the same meter estimate. Rows: onset envelopes from the
 audio (CQT spectral flux), from the model's onset posteriors, from the transcribed notes, librosa's
 ``beat_track`` on its own onset strength of the audio, and (an upper bound for the note-based
 methods) the true notes.
@@ -97,7 +99,7 @@ def main():
     torch.set_num_threads(1)
     from amtcli.audio.features import compute_features
     from amtcli.inference.transcribe import transcribe_full
-    from amtcli.rhythm import estimate_meter, onset_strength_from_features, onset_strength_from_notes, track_beats
+    from amtcli.rhythm import estimate_grid, estimate_meter, onset_strength_from_features, onset_strength_from_notes
     from amtcli.synth.soundfont import render_batch
     from amtcli.zoo import load_model
 
@@ -118,11 +120,12 @@ def main():
     rows: dict[str, list] = {}
     timing: dict[str, float] = {}
 
-    def score(name, est_beats, notes_for_meter, truth):
+    def score(name, est_beats, notes_for_meter, truth, grid=None):
         ref_notes, ref_beats, ref_down, num = truth
-        t = time.perf_counter()
-        m, p = estimate_meter(notes_for_meter, est_beats) if len(est_beats) >= 8 else (4, 0)
-        timing[name + " meter"] = timing.get(name + " meter", 0) + time.perf_counter() - t
+        if grid is not None:  # amt's own path: beats, meter and downbeats from estimate_grid
+            est_beats, m, p = grid.beats_s, grid.beats_per_bar, grid.first_downbeat
+        else:
+            m, p = estimate_meter(notes_for_meter, est_beats) if len(est_beats) >= 8 else (4, 0)
         est_down = est_beats[p::m]
         rows.setdefault(name, []).append(
             (
@@ -145,16 +148,16 @@ def main():
         }
         for name, env in envs.items():
             t = time.perf_counter()
-            beats = track_beats(env, frame_rate=fr)
+            grid = estimate_grid(result.notes, onset_strength=env, frame_rate=fr, duration_s=args.seconds)
             timing[name] = timing.get(name, 0) + time.perf_counter() - t
-            score(name, beats, result.notes, truth)
+            score(name, None, None, truth, grid=grid)
         # note envelopes at 100 frames/s
         for name, src in (("transcribed notes @100 Hz", result.notes), ("true notes @100 Hz", truth[0])):
             env = onset_strength_from_notes(src, n_frames=int(args.seconds * 100), frame_rate=100.0)
             t = time.perf_counter()
-            beats = track_beats(env, frame_rate=100.0)
+            grid = estimate_grid(src, onset_strength=env, frame_rate=100.0, duration_s=args.seconds)
             timing[name] = timing.get(name, 0) + time.perf_counter() - t
-            score(name, beats, src, truth)
+            score(name, None, None, truth, grid=grid)
         t = time.perf_counter()
         _, lb = librosa.beat.beat_track(y=audio, sr=16000, hop_length=256, units="time")
         timing["librosa beat_track (audio)"] = timing.get("librosa beat_track (audio)", 0) + time.perf_counter() - t
@@ -165,6 +168,7 @@ def main():
     for name, vals in rows.items():
         a = np.array(vals)
         print(f"{name:32s} {a[:, 0].mean():7.3f} {a[:, 1].mean():10.3f} {a[:, 2].mean():9.3f} {timing.get(name, 0) / len(vals):7.3f}")
+    print("(the model's onset posteriors are what amt transcribe uses for frame models; CQT flux for token models)")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..config import DECODE_HELP
 from . import app
 from .common import DeviceOpt, ModelOpt, PrecisionOpt, OverwriteOpt, console, err_console, fail, handle_errors, progress, warn
 
@@ -16,24 +17,45 @@ def invalid_tokens_text(n: int) -> str:
     return f"{n} invalid token{'' if n == 1 else 's'} skipped"
 
 
+def print_decoding(decode, model_default, *, tokens_model: bool, model: str) -> None:
+    """The table of ``--explain``: each decoding setting, its value, where it came from, what it means."""
+    from rich.table import Table
+
+    from ..inference.decoding import explain_decoding
+
+    table = Table(title=f"decoding with {model}", title_justify="left")
+    for col in ("flag", "value", "source", "meaning"):
+        table.add_column(col, overflow="fold")
+    for row in explain_decoding(decode, model_default=model_default, tokens_model=tokens_model):
+        table.add_row(*row)
+    console().print(table)
+
+
 @app.command()
 @handle_errors
 def transcribe(
     audio: Annotated[list[Path], typer.Argument(help="Audio files (wav, flac, ogg, mp3, ...) or folders (searched recursively).", show_default=False)],
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="Output file (one input; its suffix picks the format) or folder (no suffix, an existing folder, or ending in /). Default: beside each input.", show_default=False)] = None,
-    fmt: Annotated[Optional[str], typer.Option("--format", "-f", help="mid (default), csv or json. Taken from -o's extension when it has one.")] = None,
+    fmt: Annotated[Optional[str], typer.Option("--format", "-f", help="mid (default), csv, json or musicxml. Taken from -o's extension when it has one.")] = None,
     model: ModelOpt = "synthetic",
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
-    onset_threshold: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="Onset probability that starts a note. [default: the model's]")] = None,
-    frame_threshold: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="Frame probability that keeps a note sounding. [default: the model's]")] = None,
-    offset_threshold: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="Offset probability that ends a note. [default: the model's]")] = None,
-    min_note_s: Annotated[Optional[float], typer.Option(min=0.0, help="Drop notes shorter than this (s). [default: the model's]")] = None,
+    onset_threshold: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help=DECODE_HELP["onset_threshold"] + " [default: the model's]")] = None,
+    frame_threshold: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help=DECODE_HELP["frame_threshold"] + " [default: the model's]")] = None,
+    offset_threshold: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help=DECODE_HELP["offset_threshold"] + " [default: the model's]")] = None,
+    min_note_s: Annotated[Optional[float], typer.Option(min=0.0, help=DECODE_HELP["min_note_s"] + " [default: the model's]")] = None,
     plot: Annotated[bool, typer.Option("--plot", help="Also write a PNG piano roll over the CQT beside each output.")] = False,
     chunk_s: Annotated[float, typer.Option(min=1.0, help="Seconds of audio per network chunk (memory vs. speed).")] = 20.0,
     overwrite: OverwriteOpt = False,
     skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Keep outputs that are already there and do the rest (for reruns).")] = False,
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Files transcribed at once, each in its own process (the model is loaded once per process).")] = 1,
+    beats: Annotated[bool, typer.Option("--beats/--no-beats", help="Track beats and bars: the MIDI gets them as tempo map and time signature (notes keep their times), a score its bars. --no-beats: MIDI at a plain 120 BPM.")] = True,
+    tempo: Annotated[Optional[float], typer.Option("--tempo", min=10.0, max=400.0, help="Force this tempo (BPM) from the first note instead of tracking beats.", show_default=False)] = None,
+    beats_per_bar: Annotated[Optional[int], typer.Option("--beats-per-bar", min=2, max=12, help="Force the meter (x/4) instead of estimating it.", show_default=False)] = None,
+    quantize: Annotated[Optional[str], typer.Option("--quantize", help="Move notes onto the beat grid: 1/4, 1/8, 1/16, 1/32, triplets 1/8t, 1/16t, or both (1/16,1/8t: per beat, whichever fits). Off by default; prints how far notes moved.", show_default=False)] = None,
+    pedal: Annotated[bool, typer.Option("--pedal", help="Infer the sustain pedal from the note releases (no model measures it): CC64 in the MIDI, key releases in release_s.")] = False,
+    velocity_from: Annotated[str, typer.Option("--velocity-from", help="MIDI velocity from the model's velocity head (model) or from each note's confidence, its onset probability (confidence).")] = "model",
+    explain: Annotated[bool, typer.Option("--explain", help="Print the thresholds and minimum note length in use, with what each means.")] = False,
 ):
     """Transcribe recordings into MIDI (or CSV / JSON notes).
 
@@ -52,12 +74,13 @@ def transcribe(
     from ..errors import BadInput
     from ..inference.batch import check_outputs, plan_outputs, transcribe_files
     from ..inference.transcribe import resolve_device, resolve_precision
-    from ..outputs import FORMATS
+    from ..outputs import FORMATS, OutputOptions
     from ..zoo import load_release, resolve
 
     formats = list(dict.fromkeys(FORMATS.values()))
     if fmt is not None and fmt not in formats:
         raise BadInput(f"--format must be one of {', '.join(formats)}, not {fmt!r}")
+    out_options = OutputOptions(beats=beats, tempo_bpm=tempo, beats_per_bar=beats_per_bar, quantize=quantize, pedal=pedal, velocity_from=velocity_from)
     pairs = plan_outputs(audio, output, fmt=fmt)
     # refuse up front what would overwrite or cannot be written, before any work is done
     check_outputs(pairs, overwrite=overwrite, skip_existing=skip_existing, extra_suffixes=(".png",) if plot else ())
@@ -68,6 +91,8 @@ def transcribe(
     decode = override(release.decode_config, onset_threshold=onset_threshold, frame_threshold=frame_threshold, offset_threshold=offset_threshold, min_note_s=min_note_s)
 
     tokens_model = getattr(net, "output_kind", "frames") == "tokens"
+    if explain:
+        print_decoding(decode, release.decode_config, tokens_model=tokens_model, model=model)
     many = len(pairs) > 1
     t0 = time.perf_counter()
     with progress() as bar:
@@ -80,7 +105,7 @@ def transcribe(
 
         outcomes = transcribe_files(
             pairs, model=model, device=dev, decode=decode, chunk_s=chunk_s, precision=precision, plot=plot,
-            skip_existing=skip_existing, jobs=jobs, loaded=(net, release, folder), on_result=report,
+            skip_existing=skip_existing, jobs=jobs, loaded=(net, release, folder), on_result=report, output_options=out_options,
         )
     wall = time.perf_counter() - t0
     done = [o for o in outcomes if o.status == "done"]
@@ -91,6 +116,8 @@ def transcribe(
     if not many:
         for o in done:
             console().print(f"{o.output}: {o.n_notes} notes from {o.duration_s:.1f} s of audio" + (f"; {invalid_tokens_text(o.invalid_tokens)}" if tokens_model else ""))
+            for line in o.report:
+                console().print(f"  {line}")
         for o in skipped:
             console().print(f"{o.output}: already there (--skip-existing)")
         return
