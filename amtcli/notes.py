@@ -42,6 +42,9 @@ class NoteArray:
 
     def __post_init__(self):
         n = len(self.onset_s)
+        given = [self.offset_s, self.pitch, self.velocity, self.program, self.confidence, self.release_s]
+        if any(a is not None and np.size(a) != n for a in given):
+            raise BadInput("NoteArray fields must have the same length")
         self.onset_s = np.asarray(self.onset_s, dtype=np.float64).reshape(n)
         self.offset_s = np.asarray(self.offset_s, dtype=np.float64).reshape(n)
         self.pitch = np.asarray(self.pitch, dtype=np.int64).reshape(n)

@@ -138,6 +138,8 @@ class OutputOptions:
             parse_quantize(self.quantize)
         if self.beats_per_bar is not None and self.beats_per_bar not in (2, 3, 4, 5, 6, 7, 8, 9, 12):
             raise BadInput(f"--beats-per-bar must be 2-9 or 12, not {self.beats_per_bar}")
+        if self.tempo_bpm is not None and not (isinstance(self.tempo_bpm, (int, float)) and 10.0 <= self.tempo_bpm <= 400.0):
+            raise BadInput(f"--tempo must be between 10 and 400 BPM, not {self.tempo_bpm}")
 
 
 @dataclass

@@ -99,7 +99,7 @@ def infer_pedal(notes: NoteArray, *, config: PedalConfig = PedalConfig()) -> tup
         last_up = up
     release = off.copy()
     onsets_sorted = np.unique(on)
-    for (down, up), g in zip(intervals, held):
+    for (down, _up), g in zip(intervals, held):
         for k in g:
             if off[k] < down:
                 continue

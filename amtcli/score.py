@@ -176,7 +176,8 @@ def notes_to_score(
     joined by a brace (:func:`split_hands`) or one (``two_staves=False``). Drum notes are left out.
     Leading bars without notes are dropped."""
     try:
-        from music21 import clef, instrument, key as m21key, layout, metadata, meter, stream, tempo
+        from music21 import clef, instrument, layout, metadata, meter, stream, tempo
+        from music21 import key as m21key
     except ImportError:  # pragma: no cover - music21 is a dependency
         raise MissingDependency("MusicXML output needs music21: pip install music21") from None
 

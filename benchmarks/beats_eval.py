@@ -13,7 +13,8 @@ transcribed with the bundled ``synthetic`` model.
 Each beat tracker is scored with mir_eval.beat.f_measure (+-70 ms) on beats and on downbeats; the
 meter is right when the estimated beats per bar equal the tune's. amt's rows run
 ``amtcli.rhythm.estimate_grid`` (what ``amt transcribe`` runs: beats, then meter and downbeats from
-the transcribed notes; s/tune is its time); librosa's beats get the same meter estimate. Rows: onset envelopes from the
+the transcribed notes; s/tune is its time); librosa's beats get the same meter estimate. The key
+estimate is scored against the tunes' key signatures (tunes with one key). Rows: onset envelopes from the
 audio (CQT spectral flux), from the model's onset posteriors, from the transcribed notes, librosa's
 ``beat_track`` on its own onset strength of the audio, and (an upper bound for the note-based
 methods) the true notes.
@@ -97,21 +98,23 @@ def main():
     import torch
 
     torch.set_num_threads(1)
-    from amtcli.audio.features import compute_features
     from amtcli.inference.transcribe import transcribe_full
     from amtcli.rhythm import estimate_grid, estimate_meter, onset_strength_from_features, onset_strength_from_notes
+    from amtcli.score import estimate_key, key_sharps
     from amtcli.synth.soundfont import render_batch
     from amtcli.zoo import load_model
 
     tunes = pick_tunes(Path(args.data) / "midi" / "nottingham", args.split, args.n)
     print(f"{len(tunes)} {args.split} tunes; rendering ...", flush=True)
-    items, truths = [], []
+    items, truths, keys = [], [], []
     for path, pm in tunes:
         rng = np.random.default_rng(int(hashlib.sha1(path.name.encode()).hexdigest()[:8], 16))
         notes, beats, downbeats, num = warp_notes(pm, rng=rng)
         notes = notes.clipped(0.0, args.seconds)
         items.append((notes, args.seconds))
         truths.append((notes, beats[beats < args.seconds - 0.5], downbeats[downbeats < args.seconds - 0.5], num))
+        ks = pm.key_signature_changes
+        keys.append((ks[0].key_number % 12, "minor" if ks[0].key_number >= 12 else "major") if len(ks) == 1 else None)
     t0 = time.perf_counter()
     audios = render_batch(items, soundfont=args.soundfont)
     print(f"rendered in {time.perf_counter() - t0:.0f} s", flush=True)
@@ -137,8 +140,13 @@ def main():
 
     import librosa
 
-    for (notes, _), audio, truth in zip(items, audios, truths):
+    key_hits = {"transcribed notes": [], "true notes": []}
+    for (notes, _), audio, truth, key in zip(items, audios, truths, keys):
         result = transcribe_full(audio, model=(net, release), device="cpu", keep_features=True)
+        if key is not None:
+            for name, src in (("transcribed notes", result.notes), ("true notes", notes)):
+                est = estimate_key(src)
+                key_hits[name].append((key_sharps(*est) == key_sharps(*key), est == key))
         fr = fc.frame_rate
         n_frames = len(result.features)
         envs = {
@@ -169,6 +177,9 @@ def main():
         a = np.array(vals)
         print(f"{name:32s} {a[:, 0].mean():7.3f} {a[:, 1].mean():10.3f} {a[:, 2].mean():9.3f} {timing.get(name, 0) / len(vals):7.3f}")
     print("(the model's onset posteriors are what amt transcribe uses for frame models; CQT flux for token models)")
+    for name, hits in key_hits.items():
+        h = np.array(hits, dtype=float).reshape(-1, 2)
+        print(f"key (amtcli.score.estimate_key) from {name}: signature right {h[:, 0].mean():.3f}, key right {h[:, 1].mean():.3f} ({len(h)} tunes with one key)")
 
 
 if __name__ == "__main__":

@@ -129,7 +129,7 @@ def main():
     print(f"(rendered in {time.perf_counter() - t0:.0f} s)", flush=True)
     net, release = load_model(args.model, device="cpu")
     transcribed = []
-    for (notes, ref), audio in zip(items, audios):
+    for (_notes, ref), audio in zip(items, audios):
         est_notes = transcribe_full(audio, model=(net, release), device="cpu").notes
         transcribed.append((est_notes, ref))
     row(f"transcribed audio ({args.model})", evaluate(transcribed, PedalConfig(), args.window))

@@ -4,12 +4,12 @@ import json
 
 import numpy as np
 import pytest
+from conftest import render_sines
 from typer.testing import CliRunner
 
 from amtcli.cli import app
 from amtcli.config import DECODE_HELP
 from amtcli.notes import NoteArray, load_pretty_midi
-from conftest import render_sines
 
 runner = CliRunner()
 
@@ -66,6 +66,7 @@ def test_musicxml_by_suffix_and_by_format(wav, tmp_path):
         (["--quantize", "sixteenth"], "--quantize"),
         (["--velocity-from", "loudness"], "--velocity-from"),
         (["--tempo", "1000"], "--tempo"),
+        (["--beats-per-bar", "11"], "--beats-per-bar"),
     ],
 )
 def test_bad_options_are_one_line_before_any_work(wav, tmp_path, args, needle):
@@ -73,6 +74,7 @@ def test_bad_options_are_one_line_before_any_work(wav, tmp_path, args, needle):
     r = runner.invoke(app, ["transcribe", str(wav), "-o", str(out), "--model", "tiny-test", *args])
     assert r.exit_code == 2
     assert needle in r.output and "Traceback" not in r.output
+    assert len(r.output.strip().splitlines()) == 1
     assert not out.exists()
 
 

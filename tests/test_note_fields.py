@@ -53,3 +53,14 @@ def test_pedal_in_midi_round_trip(tmp_path):
     sounding = midi_to_notes(path, sustain=True)
     np.testing.assert_allclose(sounding.offset_s, [1.5, 1.5], atol=2e-3)
     np.testing.assert_allclose(sounding.release_s, [0.3, 0.8], atol=2e-3)
+
+
+def test_fields_of_different_lengths_are_one_clear_error():
+    import pytest
+
+    from amtcli.errors import BadInput
+
+    with pytest.raises(BadInput, match="same length"):
+        NoteArray([0.0, 1.0], [0.5, 1.5], [60, 62], [80, 80], [0, 0], confidence=[0.5])
+    with pytest.raises(BadInput, match="same length"):
+        NoteArray([0.0, 1.0], [0.5], [60, 62], [80, 80], [0, 0])

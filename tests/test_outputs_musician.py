@@ -15,7 +15,7 @@ from amtcli.outputs import FORMATS, OutputOptions, velocity_from_confidence, wri
 
 def played(n_beats=24, period=0.6, start=0.4):
     """A 3/4 waltz at 100 BPM: bass on the downbeat, chords on beats 2 and 3, a melody, confidences."""
-    rows, conf = [], []
+    rows = []
     for i in range(n_beats):
         t = start + i * period
         if i % 3 == 0:
