@@ -52,6 +52,9 @@ class FeatureConfig:
     filter_scale: float = 0.5
     log_offset: float = 1e-3  # log compression: log(magnitude + log_offset)
     kind: str = "cqt1992v2"
+    # Input level: scale each recording so its level (amtcli.audio.level.measure_level_db) is this
+    # many dBFS before the CQT, which makes the features blind to the recording gain. None: as recorded.
+    level_db: float | None = None
 
     def __post_init__(self):
         _check_ranges(
@@ -96,9 +99,6 @@ class DecodeConfig:
         _check_ranges(self, unit=("onset_threshold", "frame_threshold", "offset_threshold"), non_negative=("min_note_s",))
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    """The training loop. ``precision``: auto (chosen by the hardware, :func:`amtcli.devices.resolve_precision`), fp32, bf16, fp16."""
 # The one meaning of each decoding setting: DecodeConfig's fields, amtcli.transcribe()'s keyword
 # arguments and amt transcribe's flags (--onset-threshold ...) all use these words.
 DECODE_HELP = {
@@ -109,6 +109,9 @@ DECODE_HELP = {
 }
 
 
+@dataclass(frozen=True)
+class TrainConfig:
+    """The training loop. ``precision``: auto (chosen by the hardware, :func:`amtcli.devices.resolve_precision`), fp32, bf16, fp16."""
 
     steps: int = 20000
     batch_size: int = 8

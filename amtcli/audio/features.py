@@ -119,10 +119,17 @@ def get_front_end(config: FeatureConfig) -> CQTFrontEnd:
 def compute_features(audio: np.ndarray, *, config: FeatureConfig, chunk_s: float = 30.0) -> np.ndarray:
     """Log-CQT of a whole signal on the CPU, in chunks so memory stays bounded.
 
-    ``audio`` has shape ``(n_samples,)``; returns float32 ``(n_frames, n_bins)``.
+    ``audio`` has shape ``(n_samples,)``; returns float32 ``(n_frames, n_bins)``. With
+    ``config.level_db`` set, the whole signal is first brought to that level
+    (:func:`amtcli.audio.level.normalize_level`), so the same recording at any gain gives the same features.
     Chunks overlap by the longest kernel, so the result equals one pass over the whole signal.
     """
     audio = np.asarray(audio, dtype=np.float32)
+    scale = None  # the level gain, applied chunk by chunk (no second copy of a long recording)
+    if config.level_db is not None:
+        from .level import level_gain_db
+
+        scale = torch.tensor(10.0 ** (level_gain_db(audio, sample_rate=config.sample_rate, target_db=config.level_db) / 20.0), dtype=torch.float32)
     fe = get_front_end(config)
     hop = config.hop_length
     n_frames = n_frames_for(len(audio), config)
@@ -137,6 +144,8 @@ def compute_features(audio: np.ndarray, *, config: FeatureConfig, chunk_s: float
             seg = torch.from_numpy(audio[a0:a1])
             if len(seg) == 0:
                 seg = torch.zeros(1)
+            elif scale is not None:
+                seg = seg * scale
             feats = fe(seg)[0].T.numpy()  # (frames_in_seg, bins)
             first = f0 - a0 // hop
             piece = feats[first : first + (f1 - f0)]
