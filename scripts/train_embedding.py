@@ -60,7 +60,8 @@ def main() -> None:
     train_dir, valid_dir, test_dir = args.data / "train", args.data / "validation", args.data / "test"
     import torch
 
-    from amtcli.training.embedding import export_release, load_checkpoint, train_embedding
+    from amtcli.training.embedding import describe_run, train_embedding
+    from amtcli.zoo.export import export_run
 
     if not (args.export_only or args.card_only):
         synth(args.midi, train_dir, "--only-split", "train", "--max-files", "150", "--renders-per-piece", "2", "--excerpt-s", "20")
@@ -79,15 +80,14 @@ def main() -> None:
             [train_dir, valid_dir], out_dir=args.run, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
             seed=args.seed, resume=args.resume, overwrite=not args.resume, progress=progress,
         )
-    ckpt = load_checkpoint(args.run)
-    run_cfg = ckpt["config"]
-    step, planned = int(ckpt["step"]), run_cfg["train_config"]["steps"]
+    run_cfg = describe_run(args.run)  # the last checkpoint's config, step and training time
+    step, planned = run_cfg["step"], run_cfg["train_config"]["steps"]
     out_json, out_table = args.run / "retrieval-test.json", args.run / "retrieval-test.txt"
     cmd = ["amt", "evaluate", "--task", "retrieval", "-d", "synthetic", "--root", os.path.relpath(test_dir, REPO),
            "--split", "test", "-m", os.path.relpath(args.release, REPO), "--json", os.path.relpath(out_json, REPO),
            "--overwrite"]
     if not args.card_only:
-        export_release(args.run, args.release)
+        export_run(args.run, args.release, checkpoint="last", overwrite=True)
         out = run([AMT, *cmd[1:]], capture_output=True, text=True, env={**os.environ, "COLUMNS": "150"}).stdout
         out_table.write_text("".join(line + "\n" for line in out.splitlines() if not line.startswith("wrote ")))
     table = out_table.read_text()
@@ -103,7 +103,7 @@ def main() -> None:
         steps=step,
         stopped=stopped,
         batch=run_cfg["train_config"]["batch_size"],
-        wall_min=float(ckpt.get("wall_time_s", 0.0)) / 60,
+        wall_min=run_cfg["wall_time_s"] / 60,
         n_train=run_cfg["n_train_items"],
         n_pieces=run_cfg["n_train_pieces"],
         n_valid=run_cfg["n_valid_items"],

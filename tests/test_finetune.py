@@ -68,7 +68,7 @@ def test_load_examples_reads_any_dataset_and_caches_features(pairs, tmp_path):
 
 def test_freeze_encoder_stops_gradients_before_the_lstm():
     from amtcli.nets import build_model
-    from amtcli.training.finetune import freeze_modules
+    from amtcli.training.loop import freeze_modules
 
     model = build_model("unet-bilstm", {"channels": [4, 8, 8], "lstm_hidden": 8})
     frozen = freeze_modules(model, ["encoder"], architecture="unet-bilstm")

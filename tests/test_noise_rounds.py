@@ -175,15 +175,15 @@ def test_noise_rounds_log_their_level_and_resume_exactly(sine_dataset, tmp_path)
     a = load_checkpoint(straight / "checkpoints" / "last.pt")
     assert a["step"] == 6
 
-    # the same run, interrupted in the middle of round 2 and resumed
+    # the same run, interrupted after step 4 (round 1 done, round 2's level not searched yet) and resumed
     split = tmp_path / "split"
 
-    def stop_at_5(kind, rec):
-        if kind == "step" and rec["step"] == 5:
+    def stop_at_4(kind, rec):  # the step event comes after the step's checkpoint
+        if kind == "step" and rec["step"] == 4:
             raise Interrupt
 
     with pytest.raises(Interrupt):
-        train_transcriber(_spec(sine_dataset, rounds=2), out_dir=split, on_event=stop_at_5)
+        train_transcriber(_spec(sine_dataset, rounds=2), out_dir=split, on_event=stop_at_4)
     assert load_checkpoint(split / "checkpoints" / "last.pt")["step"] == 4
     train_transcriber(_spec(sine_dataset, rounds=2), out_dir=split, resume=True)
     b = load_checkpoint(split / "checkpoints" / "last.pt")

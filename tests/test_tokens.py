@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from amtcli.inference.tokens import (
+from amtcli.tokens import (
     EOS,
     PAD,
     START,
@@ -103,7 +103,10 @@ def test_late_times_use_a_run_of_shifts():
     c = Codec(max_shift_steps=10)
     notes = NoteArray.from_lists([(25 * STEP, 26 * STEP, 60, 64), (26 * STEP, 27 * STEP, 62, 64)])
     toks = notes_to_tokens(notes, c)
-    shift = lambda n: c.encode_event("shift", n)
+
+    def shift(n):
+        return c.encode_event("shift", n)
+
     vel, on, off = c.encode_event("velocity", c.velocity_to_bin(64)), c.encode_event("note_on", 60), c.encode_event("note_off", 60)
     assert toks.tolist()[:7] == [TIE, shift(10), shift(10), shift(5), vel, on, shift(10)]
     assert toks.tolist()[7:10] == [shift(10), shift(6), off]  # time 26 is the run 10 + 10 + 6

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from amtcli.config import FeatureConfig, TrainConfig
-from amtcli.errors import BadInput
+from amtcli.errors import BadInput, OutputExists
 from amtcli.training.checkpoints import load_checkpoint
 from amtcli.training.loop import RunSpec, lr_at, train_transcriber
 
@@ -35,7 +35,7 @@ def test_resume_continues_exactly(sine_dataset, tmp_path):
 def test_refuses_to_clobber_and_to_resume_nothing(sine_dataset, tmp_path):
     run = tmp_path / "run"
     train_transcriber(_spec(sine_dataset, 1), out_dir=run)
-    with pytest.raises(BadInput, match="already there"):
+    with pytest.raises(OutputExists, match="already there"):
         train_transcriber(_spec(sine_dataset, 1), out_dir=run)
     with pytest.raises(BadInput, match="nothing to resume"):
         train_transcriber(_spec(sine_dataset, 1), out_dir=tmp_path / "empty", resume=True)

@@ -11,8 +11,8 @@ from conftest import sine
 from typer.testing import CliRunner
 
 from amtcli.config import FeatureConfig, TrainConfig
-from amtcli.errors import BadInput
-from amtcli.inference.tokens import EOS, notes_to_tokens
+from amtcli.errors import BadInput, OutputExists
+from amtcli.tokens import EOS, notes_to_tokens
 from amtcli.nets import build_model
 from amtcli.nets.transformer import DomainDiscriminator, grad_reverse
 from amtcli.training.checkpoints import load_checkpoint
@@ -227,7 +227,7 @@ def test_resume_continues_exactly_with_domain_confusion(cached_dataset, unlabele
     for part in ("model", "discriminator"):
         for k in a[part]:
             torch.testing.assert_close(a[part][k], b[part][k], rtol=0, atol=0)
-    with pytest.raises(BadInput, match="already there"):
+    with pytest.raises(OutputExists, match="already there"):
         train_seq2seq(_spec(cached_dataset, 4), out_dir=straight)
     other = Seq2SeqSpec(**{**_spec(cached_dataset, 6, unlabeled=[unlabeled_dir]).__dict__, "domain_config": DomainConfig(weight=0.9)})
     with pytest.raises(BadInput, match="different --unlabeled"):

@@ -9,7 +9,7 @@ import typer
 
 from . import app
 from .common import DeviceOpt, OverwriteOpt, PrecisionOpt, console, err_console, handle_errors, progress
-from .train import NoiseDomainOpt, NoiseKindOpt, NoiseRoundsOpt, NoiseStepsOpt, NoiseTargetOpt, NprocOpt, noise_config, run_training
+from .train import NoiseDomainOpt, NoiseKindOpt, NoiseRoundsOpt, NoiseStepsOpt, NoiseTargetOpt, NprocOpt, noise_config, render_training
 
 PLOT_SUFFIXES = (".png", ".pdf", ".svg")
 
@@ -105,81 +105,43 @@ def finetune(
     missing = [flag for flag, value in (("--from", source), ("--to", target), ("--out", out)) if value is None]
     if missing:
         raise BadInput(f"fine-tuning needs {', '.join(missing)}")
-    _finetune(
-        source=source, target=target, root=root, out=out, release=release or out / "release", like=like,
-        steps=steps, lr=lr, batch_size=batch_size, crop_s=crop_s, val_every=val_every, patience=patience,
-        freeze=list(freeze or []), pitch_balanced=pitch_balanced, precision=precision, seed=seed, test_limit=test_limit,
-        cache=cache, noise=dict(rounds=noise_rounds, steps=noise_steps, target=noise_target, kind=noise_kind, domain=noise_domain),
-        nproc=nproc, resume=resume, plot=plot, compare=compare, device=device, overwrite=overwrite,
-    )
-
-
-def _finetune(*, source, target, root, out, release, like, steps, lr, batch_size, crop_s, val_every, patience, freeze, pitch_balanced, precision, seed, test_limit, cache, noise, nproc, resume, plot, compare, device, overwrite) -> None:
-    import json
-
-    from ..config import TrainConfig
-    from ..datasets import dataset_info, load_dataset, select_split
-    from ..errors import BadInput, OutputExists
     from ..inference.transcribe import resolve_device
-    from ..training.data import dataset_source
-    from ..training.finetune import FREEZE_GROUPS, compare_on, load_start, plot_curves, start_model
-    from ..training.loop import RunSpec
-    from ..zoo.export import export_run
-    from ..zoo.registry import RELEASE_FILES
+    from ..training.finetune import plot_curves, run_finetune
 
+    nc = noise_config(None, rounds=noise_rounds, steps=noise_steps, target=noise_target, kind=noise_kind, domain=noise_domain)
     dev = resolve_device(device)
-    dataset_info(target)  # unknown names fail here
-    existing = [f for f in RELEASE_FILES if (release / f).exists()]
-    if existing and not overwrite:
-        raise OutputExists(f"--release {release}: already holds {', '.join(existing)} (use --overwrite)")
-    nc = noise_config(None, **noise)
+    scoring = {}
 
-    # every split first: an empty one fails now, not after training
-    everything = load_dataset(target, root=root, split="all")
-    counts = {s: len(select_split(everything, s)) for s in ("train", "validation", "test")}
-    have = ", ".join(f"{k} {v}" for k, v in counts.items())
-    if not counts["train"] or not counts["test"]:
-        raise BadInput(f"{target} ({everything.root}): fine-tuning needs train and test recordings (found: {have})")
-    if not counts["validation"]:
-        err_console().print(f"warning: {target} has no validation recordings: no early stopping, the last step is kept")
-    start = load_start(source, like=like)
-    for group in freeze:
-        if group not in FREEZE_GROUPS.get(start.architecture, {}):
-            raise BadInput(f"--freeze {group}: not a part of {start.architecture} that can be frozen (choose from {', '.join(FREEZE_GROUPS.get(start.architecture, {})) or 'none'})")
-    err_console().print(f"{target} ({everything.root}): {have}; starting from {start.source}", soft_wrap=True)
+    def on_event(kind: str, data: dict) -> None:
+        if kind == "warning":
+            err_console().print(f"warning: {data['message']}", soft_wrap=True)
+        elif kind == "info":
+            err_console().print(data["message"], soft_wrap=True)
+        elif kind == "exported":
+            console().print(f"release: {data['folder']} (step {data['step']})")
+        elif kind == "scoring":
+            scoring["bar"] = bar = progress()
+            bar.start()
+            scoring["task"] = bar.add_task("scoring the test split", total=data["total"], info="")
+        elif kind == "scored":
+            scoring["bar"].update(scoring["task"], advance=1, info=data["message"])
 
-    tc = TrainConfig(
-        steps=steps, batch_size=batch_size, crop_s=crop_s, lr=lr, lr_min=min(TrainConfig.lr_min, lr / 10),
-        warmup_steps=max(1, min(200, steps // 20)), val_every=val_every, checkpoint_every=val_every,
-        pitch_balanced=pitch_balanced, precision=precision, seed=seed,
-    )
-    spec = RunSpec(
-        start.architecture, dict(start.model_config), start.feature_config, tc, start.decode_config,
-        data=[dataset_source(target, everything.root)], init_from=start.source, noise=nc, freeze=tuple(freeze), patience=patience,
-    )
-    best, is_main = run_training(spec, out=out, resume=resume, device=dev, nproc=nproc, initial_state=start.state, cache=cache, validate_first=True)
-    if not is_main:
-        return
-    exported = export_run(out, release, checkpoint="best", name=release.name, overwrite=overwrite)
-    console().print(f"release: {exported.folder} (step {exported.step})")
-
-    items = load_dataset(target, root=everything.root, split="test")
-    if test_limit:
-        items = items[:test_limit]
-    zero_name = "random init (scratch)" if start.scratch else f"zero-shot: {source}"
-    tuned_name = f"fine-tuned: {out.name}"
-    with progress() as bar:
-        task = bar.add_task("scoring the test split", total=2 * len(items), info="")
-        results = compare_on(
-            items, [(zero_name, start_model(start, seed=seed)), (tuned_name, str(release))], device=dev, root=everything.root,
-            on_step=lambda message: bar.update(task, advance=1, info=message),
+    if nproc > 1:
+        console().print(f"training on {nproc} processes ({'NCCL' if dev.startswith('cuda') else 'gloo'})")
+    try:
+        result = run_finetune(
+            source=source, target=target, root=root, out=out, release=release, like=like,
+            steps=steps, lr=lr, batch_size=batch_size, crop_s=crop_s, val_every=val_every, patience=patience,
+            freeze=list(freeze or []), pitch_balanced=pitch_balanced, precision=precision, seed=seed, test_limit=test_limit,
+            cache=cache, noise=nc, nproc=nproc, resume=resume, device=dev, overwrite=overwrite,
+            on_event=on_event, progress=render_training,
         )
-    _render_comparison(results, title=f"{target} · test · {len(items)} recording(s): {start.source} -> {out.name}")
-    report = {
-        "from": start.source, "to": target, "root": str(everything.root), "split_counts": counts, "test_items": len(items),
-        "release": str(release), "best_step": exported.step, "zero_shot": results[zero_name], "fine_tuned": results[tuned_name],
-    }
-    (out / "finetune.json").write_text(json.dumps(report, indent=2) + "\n")
+    finally:
+        if "bar" in scoring:
+            scoring["bar"].stop()
+    if result is None:  # another rank under torchrun
+        return
+    _render_comparison(result.results, title=result.title)
     if plot is not None:
         plot_curves(plot, [out, *compare], title=f"{target}: validation F1 while fine-tuning")
         console().print(f"wrote {plot}")

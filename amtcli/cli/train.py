@@ -1,7 +1,7 @@
 """`amt train`: train a transcriber (or the embedding model) on datasets written by `amt synth`.
 
-Also what `amt finetune` shares with it: the progress display, noise-round options, and running
-on several processes (``--nproc N`` spawns them; under torchrun they already exist).
+Also what `amt finetune` shares with it: the progress display and the noise-round options. The
+training itself, on one or several processes, is :func:`amtcli.training.launch.run_training`.
 """
 
 from __future__ import annotations
@@ -55,42 +55,12 @@ def noise_config(toml: Optional[dict], *, rounds, steps, target, kind, domain):
     return nc.check()
 
 
-def train_worker(spec, out: Path, resume: bool, device: str, initial_state=None, cache: bool = False, validate_first: bool = False):
-    """Train in this process (one rank of a group, or alone); rank 0 shows the progress."""
-    from ..training import distributed as ddp
-    from ..training.loop import train_transcriber
-    from ..training.seq2seq import Seq2SeqSpec, train_seq2seq
-
-    ctx = ddp.context()
-    dev = ddp.rank_device(device, ctx.local_rank)
-
-    def run(cb=None):
-        if isinstance(spec, Seq2SeqSpec):  # the token Transformer has its own loop
-            return train_seq2seq(spec, out_dir=out, resume=resume, device=dev, on_event=cb)
-        return train_transcriber(spec, out_dir=out, resume=resume, device=dev, on_event=cb, initial_state=initial_state, cache=cache, validate_first=validate_first)
-
-    if ctx.is_main:
-        return render_training(run, total_steps=spec.train_config.steps)
-    return run()
-
-
-def run_training(spec, *, out: Path, resume: bool, device: str, nproc: int = 1, initial_state=None, cache: bool = False, validate_first: bool = False):
-    """Train on ``nproc`` spawned processes, under torchrun, or here. Returns ``(best checkpoint,
-    is_main)``: under torchrun only rank 0 goes on to export and report."""
-    from ..training import distributed as ddp
-
-    if nproc > 1:
-        console().print(f"training on {nproc} processes ({'NCCL' if device.startswith('cuda') else 'gloo'})")
-        ddp.launch(train_worker, (spec, out, resume, device, initial_state, cache, validate_first), nproc=nproc, device=device)
-        return out / "checkpoints" / "best.pt", True
-    with ddp.process_group(device) as ctx:
-        best = train_worker(spec, out, resume, device, initial_state, cache, validate_first)
-    return best, ctx.is_main
+SCORE_NAMES = {"note_f1": "note F1"}
 
 
 def render_training(run, *, total_steps: int, start_step: int = 0):
     """Run ``run(on_event)`` under a rich progress bar that shows loss, validation F1 and steps/s."""
-    state = {"f1": None, "sps": None, "loss": None, "disc": None}
+    state = {"score": None, "sps": None, "loss": None, "disc": None}
     with progress() as bar:
         task = bar.add_task("training", total=total_steps, completed=start_step, info="")
 
@@ -123,16 +93,17 @@ def render_training(run, *, total_steps: int, start_step: int = 0):
             elif kind == "calibrated":
                 bar.console.print(f"decoding thresholds chosen on the validation split: onset {rec['onset_threshold']}, frame {rec['frame_threshold']}")
             elif kind == "val":
-                state["f1"] = rec["val"]["note_f1"]
+                metric = rec.get("metric", "note_f1")
+                state["score"] = (SCORE_NAMES.get(metric, metric), rec["val"][metric])
                 disc = f", discriminator accuracy {state['disc']:.2f}" if state["disc"] is not None else ""
-                bar.console.print(f"step {rec['step']}: validation note F1 {rec['val']['note_f1']:.3f} (best {rec['best_f1']:.3f}){disc}")
+                bar.console.print(f"step {rec['step']}: validation {state['score'][0]} {state['score'][1]:.3f} (best {rec['best']:.3f}){disc}")
             info = []
             if state["loss"] is not None:
                 info.append(f"loss {state['loss']:.3f}")
             if state["disc"] is not None:
                 info.append(f"disc acc {state['disc']:.2f}")
-            if state["f1"] is not None:
-                info.append(f"F1 {state['f1']:.3f}")
+            if state["score"] is not None:
+                info.append(f"{state['score'][0]} {state['score'][1]:.3f}")
             if state["sps"] is not None:
                 info.append(f"{state['sps']:.2f} steps/s")
             bar.update(task, info="  ".join(info))
@@ -176,61 +147,60 @@ def train(
     [bold]amt train --data data/piano --steps 20000 --noise-rounds 3 --noise-steps 2000 --out runs/robust[/]
     [bold]torchrun --nproc-per-node 4 --no-python amt train --data data/piano --device cuda --out runs/piano[/]
     """
-    from ..config import DecodeConfig, FeatureConfig, TrainConfig, from_dict, override
+    from ..config import DecodeConfig, FeatureConfig, TrainConfig, from_dict, override, to_dict
     from ..errors import BadInput
     from ..inference.transcribe import resolve_device
     from ..nets import ARCHITECTURES, model_config_class
+    from ..training.launch import run_training
 
     for d in data:
         if not d.is_dir():
             raise BadInput(f"--data {d}: no such folder")
     dev = resolve_device(device)
     toml = load_toml_config(config)
-    if model == "embedding" and nproc > 1:
-        raise BadInput("--nproc trains the transcribers (unet-bilstm, transformer), not --model embedding")
-    if model in ("embedding", "transformer") and noise_rounds:
-        raise BadInput(f"--noise-rounds train the frame-level transcriber (unet-bilstm), not --model {model}")
-
-    if model != "transformer" and (unlabeled or domain_weight is not None or domain_warmup is not None):
-        raise BadInput("--unlabeled, --domain-weight and --domain-warmup are for --model transformer")
-    if model == "embedding":
-        from ..training.embedding import train_embedding
-
-        train_embedding([str(d) for d in data], out_dir=out, steps=steps or 2000, batch_size=batch_size or 32, lr=lr or 1e-3, seed=seed or 0, resume=resume)
-        console().print(f"done: {out}")
-        return
     if model not in ARCHITECTURES:
         raise BadInput(f"unknown --model {model!r} (known: {', '.join(sorted(ARCHITECTURES))})")
-    if model == "transformer" and (channels or lstm_hidden):
-        raise BadInput("--channels and --lstm-hidden are U-Net options; size the transformer with --config's [model] table")
+    if model in ("embedding", "transformer") and noise_rounds:
+        raise BadInput(f"--noise-rounds train the frame-level transcriber (unet-bilstm), not --model {model}")
+    if model != "transformer" and (unlabeled or domain_weight is not None or domain_warmup is not None):
+        raise BadInput("--unlabeled, --domain-weight and --domain-warmup are for --model transformer")
+    if model != "unet-bilstm" and (channels or lstm_hidden):
+        raise BadInput(f"--channels and --lstm-hidden are U-Net options; size --model {model} with --config's [model] table")
+    if model == "embedding" and (crop_s is not None or pitch_balanced is not None):
+        raise BadInput("--crop-s and --pitch-balanced are transcriber options, not for --model embedding")
 
-    from ..training.loop import RunSpec
+    mc = from_dict(model_config_class(model), toml.get("model"))
+    fc = from_dict(FeatureConfig, toml.get("features"))
+    sources = [str(d.resolve()) for d in data]
+    if model == "embedding":
+        from ..training.embedding import EmbeddingSpec, EmbeddingTrainConfig
 
-    tc = override(from_dict(TrainConfig, toml.get("train")), steps=steps, batch_size=batch_size, crop_s=crop_s, lr=lr, pitch_balanced=pitch_balanced, precision=precision, val_every=val_every, seed=seed)
-    mc_cls = model_config_class(model)
-    mc = from_dict(mc_cls, toml.get("model"))
-    if channels:
-        try:
-            mc = override(mc, channels=tuple(int(c) for c in channels.split(",")))
-        except ValueError:
-            raise BadInput(f"--channels must be comma-separated integers, got {channels!r}") from None
-    mc = override(mc, lstm_hidden=lstm_hidden)
-    from ..config import to_dict
+        tc = override(from_dict(EmbeddingTrainConfig, toml.get("train")), steps=steps, batch_size=batch_size, lr=lr, precision=precision, valid_every=val_every, seed=seed)
+        spec = EmbeddingSpec(to_dict(mc), fc, tc, data=sources)
+    else:
+        tc = override(from_dict(TrainConfig, toml.get("train")), steps=steps, batch_size=batch_size, crop_s=crop_s, lr=lr, pitch_balanced=pitch_balanced, precision=precision, val_every=val_every, seed=seed)
+        if channels:
+            try:
+                mc = override(mc, channels=tuple(int(c) for c in channels.split(",")))
+            except ValueError:
+                raise BadInput(f"--channels must be comma-separated integers, got {channels!r}") from None
+        mc = override(mc, lstm_hidden=lstm_hidden)
+        decode = from_dict(DecodeConfig, toml.get("decode"))
+        if model == "transformer":
+            from ..training.seq2seq import DomainConfig, Seq2SeqSpec
 
-    if model == "transformer":
-        from ..training.seq2seq import DomainConfig, Seq2SeqSpec
+            for d in unlabeled or []:
+                if not d.is_dir():
+                    raise BadInput(f"--unlabeled {d}: no such folder")
+            dc = override(DomainConfig(), weight=domain_weight, warmup_steps=domain_warmup)
+            spec = Seq2SeqSpec(model, to_dict(mc), fc, tc, decode, data=sources, unlabeled=[str(d.resolve()) for d in unlabeled or []], domain_config=dc)
+        else:
+            from ..training.loop import RunSpec
 
-        for d in unlabeled or []:
-            if not d.is_dir():
-                raise BadInput(f"--unlabeled {d}: no such folder")
-        dc = override(DomainConfig(), weight=domain_weight, warmup_steps=domain_warmup)
-        spec = Seq2SeqSpec(model, to_dict(mc), from_dict(FeatureConfig, toml.get("features")), tc, from_dict(DecodeConfig, toml.get("decode")), data=[str(d.resolve()) for d in data], unlabeled=[str(d.resolve()) for d in unlabeled or []], domain_config=dc)
-        best, is_main = run_training(spec, out=out, resume=resume, device=dev, nproc=nproc)
-        if is_main:
-            console().print(f"done: best checkpoint {best}")
-        return
-    nc = noise_config(toml.get("noise"), rounds=noise_rounds, steps=noise_steps, target=noise_target, kind=noise_kind, domain=noise_domain)
-    spec = RunSpec(model, to_dict(mc), from_dict(FeatureConfig, toml.get("features")), tc, from_dict(DecodeConfig, toml.get("decode")), data=[str(d.resolve()) for d in data], noise=nc)
-    best, is_main = run_training(spec, out=out, resume=resume, device=dev, nproc=nproc)
+            nc = noise_config(toml.get("noise"), rounds=noise_rounds, steps=noise_steps, target=noise_target, kind=noise_kind, domain=noise_domain)
+            spec = RunSpec(model, to_dict(mc), fc, tc, decode, data=sources, noise=nc)
+    if nproc > 1:
+        console().print(f"training on {nproc} processes ({'NCCL' if dev.startswith('cuda') else 'gloo'})")
+    best, is_main = run_training(spec, out=out, resume=resume, device=dev, nproc=nproc, progress=render_training)
     if is_main:
         console().print(f"done: best checkpoint {best}")

@@ -1,11 +1,8 @@
-"""Audio/score snippet pairs for the joint embedding, read from datasets written by ``amt synth``.
-
-A dataset folder holds ``manifest.jsonl``: one JSON object per rendered item with ``id``, ``audio``
-(relative path), ``label`` (relative MIDI path), ``features`` (relative ``.npy`` path of
-``compute_features`` output, or null), ``split`` and ``duration_s``. Items rendered from the same
-source piece (other soundfonts, other excerpts, other transpositions) share a *piece* key, so a batch
-or a retrieval database never holds the same music twice. Renders of one piece are not assumed to be
-time-aligned (``amt synth`` draws each render's excerpt and transposition on its own).
+"""Audio/score snippet pairs for the joint embedding, read from datasets written by ``amt synth``
+(the format: :mod:`amtcli.datasets.manifest`). Items rendered from the same source piece (other
+soundfonts, other excerpts, other transpositions) share a *piece* key, so a batch or a retrieval
+database never holds the same music twice. Renders of one piece are not assumed to be time-aligned
+(``amt synth`` draws each render's excerpt and transposition on its own).
 
 Snippets: ``T`` frames of log-CQT ``(T, n_bins)`` and of the frame piano roll ``(T, n_keys)``
 over the same time span.
@@ -13,7 +10,6 @@ over the same time span.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -24,10 +20,8 @@ import numpy as np
 
 from ..config import FeatureConfig
 from ..errors import BadInput, ConfigMismatch, DatasetNotFound
-
-MANIFEST_NAME = "manifest.jsonl"
-# Fields that name the source piece an item was rendered from, tried in this order; the id is the fallback.
-PIECE_FIELDS = ("piece", "source", "source_midi", "midi")
+from .manifest import piece_of, row_path
+from .manifest import read_manifest as _read_manifest
 
 
 @dataclass
@@ -66,34 +60,7 @@ def active_windows(roll: np.ndarray, snippet_frames: int, *, min_active: float =
 
 def read_manifest(folder: str | os.PathLike) -> list[dict]:
     """The items of ``folder/manifest.jsonl`` (each with an added ``_root`` folder)."""
-    folder = Path(folder)
-    path = folder / MANIFEST_NAME
-    if not folder.is_dir():
-        raise DatasetNotFound(f"{folder}: no such dataset folder")
-    if not path.is_file():
-        raise DatasetNotFound(f"{folder}: not a dataset written by `amt synth` (no {MANIFEST_NAME})")
-    items = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DatasetNotFound(f"{path}:{n}: not valid JSON ({exc.msg})") from None
-        missing = [k for k in ("id", "audio", "label") if not item.get(k)]
-        if missing:
-            raise DatasetNotFound(f"{path}:{n}: item without {', '.join(missing)}")
-        item["_root"] = str(folder)
-        items.append(item)
-    return items
-
-
-def _piece_key(item: dict) -> str:
-    for name in PIECE_FIELDS:
-        value = item.get(name)
-        if isinstance(value, str) and value:
-            return value
-    return str(item["id"])
+    return [{**row, "_root": str(folder)} for row in _read_manifest(folder)]
 
 
 def load_item(item: dict, *, feature_config: FeatureConfig) -> PairItem:
@@ -104,7 +71,7 @@ def load_item(item: dict, *, feature_config: FeatureConfig) -> PairItem:
 
     root = Path(item["_root"])
     if item.get("features"):
-        path = root / item["features"]
+        path = row_path(root, item, "features")
         if not path.is_file():
             raise DatasetNotFound(f"{path}: feature file listed in the manifest is missing")
         try:
@@ -112,14 +79,14 @@ def load_item(item: dict, *, feature_config: FeatureConfig) -> PairItem:
         except (ValueError, OSError) as exc:
             raise DatasetNotFound(f"{path}: unreadable feature file ({exc})") from None
     else:
-        audio = load_audio(root / item["audio"], sample_rate=feature_config.sample_rate)
+        audio = load_audio(row_path(root, item, "audio"), sample_rate=feature_config.sample_rate)
         features = compute_features(audio, config=feature_config)
     if features.ndim != 2 or features.shape[1] != feature_config.n_bins:
         raise ConfigMismatch(
             f"{root / (item.get('features') or item['audio'])}: features of shape {features.shape} do not fit "
             f"the front end ({feature_config.n_bins} bins); re-run `amt synth --features` with this front end"
         )
-    notes = midi_to_notes(root / item["label"], sustain=True)
+    notes = midi_to_notes(row_path(root, item, "label"), sustain=True)
     roll = notes_to_rolls(
         notes,
         n_frames=len(features),
@@ -128,7 +95,7 @@ def load_item(item: dict, *, feature_config: FeatureConfig) -> PairItem:
         n_keys=feature_config.n_keys,
     )["frame"].astype(np.uint8)
     return PairItem(
-        id=str(item["id"]), piece=_piece_key(item), split=str(item.get("split") or "train"), features=features, roll=roll
+        id=str(item["id"]), piece=piece_of(item), split=item["split"], features=features, roll=roll
     )
 
 
@@ -144,7 +111,7 @@ def load_pair_items(
         data_dirs = [data_dirs]
     raw = [item for d in data_dirs for item in read_manifest(d)]
     if splits is not None:
-        raw = [item for item in raw if (item.get("split") or "train") in set(splits)]
+        raw = [item for item in raw if item["split"] in set(splits)]
     items = []
     for i, item in enumerate(raw):
         items.append(load_item(item, feature_config=feature_config))

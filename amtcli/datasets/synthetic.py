@@ -1,19 +1,15 @@
-"""A dataset written by ``amt synth``: ``manifest.jsonl`` at the root, one JSON object a line.
+"""A dataset written by ``amt synth`` (the format: :mod:`amtcli.datasets.manifest`).
 
-Each line has ``id``, ``audio`` and ``label`` (paths relative to the root), ``split``
-(``train`` / ``validation`` / ``test``) and ``duration_s``; the first of the optional fields
-``piece``, ``source``, ``source_midi``, ``midi`` names the source piece that groups items rendered
-from one MIDI file (default: the item's ``id``). Labels are read with sustain-pedal extension,
-as the renderer plays the pedal.
+Labels are read with sustain-pedal extension, as the renderer plays the pedal.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ..errors import DatasetNotFound
 from .base import SPLITS, DatasetInfo, Item, ItemList
+from .manifest import MANIFEST_NAME, piece_of, read_manifest, row_path
 
 INFO = DatasetInfo(
     name="synthetic",
@@ -21,26 +17,18 @@ INFO = DatasetInfo(
     layout="DATASET/manifest.jsonl with id, audio, label, split, duration_s per line",
     source="`amt synth` (render one from MIDI files)",
 )
-MANIFEST = "manifest.jsonl"
-PIECE_FIELDS = ("piece", "source", "source_midi", "midi")
 
 
 def read_synthetic(root: Path, **_) -> ItemList:
-    manifest = root / MANIFEST
+    manifest = root / MANIFEST_NAME
     if not manifest.is_file():
-        raise DatasetNotFound(f"synthetic: no {MANIFEST} in {root}. Expected layout: {INFO.layout}. Make one with {INFO.source}.")
+        raise DatasetNotFound(f"synthetic: no {MANIFEST_NAME} in {root}. Expected layout: {INFO.layout}. Make one with {INFO.source}.")
+    rows = read_manifest(root)
     items, skipped = [], []
-    with open(manifest, encoding="utf-8") as f:
-        lines = [(number, line) for number, line in enumerate(f, 1) if line.strip()]
-    for number, line in lines:
-        try:
-            rec = json.loads(line)
-            item_id, audio, label, split = rec["id"], root / rec["audio"], root / rec["label"], rec["split"]
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            if number == lines[-1][0] and isinstance(exc, json.JSONDecodeError):
-                skipped.append((f"{manifest}:{number}", "torn last line (an interrupted `amt synth`)"))
-                continue
-            raise DatasetNotFound(f"synthetic: {manifest}:{number}: not a manifest line ({exc})") from None
+    if rows.torn:
+        skipped.append((rows.torn, "torn last line (an interrupted `amt synth`)"))
+    for rec in rows:
+        audio, label, split = row_path(root, rec, "audio"), row_path(root, rec, "label"), rec["split"]
         if split not in SPLITS:
             skipped.append((str(audio), f"unknown split {split!r}"))
             continue
@@ -50,9 +38,9 @@ def read_synthetic(root: Path, **_) -> ItemList:
         duration = rec.get("duration_s")
         items.append(
             Item(
-                id=str(item_id),
+                id=rec["id"],
                 dataset="synthetic",
-                piece=str(next((rec[k] for k in PIECE_FIELDS if rec.get(k)), item_id)),
+                piece=piece_of(rec),
                 split=split,
                 audio=audio,
                 label=label,

@@ -23,26 +23,6 @@ KS = (1, 5, 25)
 MEASURES = ("R@1", "R@5", "R@25", "MRR", "MR", "TM")
 HIGHER_IS_BETTER = {"R@1": True, "R@5": True, "R@25": True, "MRR": True, "MR": False, "TM": True}
 
-
-def embed_snippets(model, audio: np.ndarray, score: np.ndarray | None = None, *, batch_size: int = 128):
-    """Embed audio ``(n, T, n_bins)`` and score ``(n, T, n_keys)`` snippets -> float32 ``(n, D)`` each
-    (``None`` for a side not given)."""
-    import torch
-
-    model.eval()
-
-    def run(x, fn):
-        if x is None:
-            return None
-        out = []
-        with torch.inference_mode():
-            for i in range(0, len(x), batch_size):
-                out.append(fn(torch.from_numpy(np.ascontiguousarray(x[i : i + batch_size], np.float32))).numpy())
-        return np.concatenate(out) if out else np.zeros((0, model.config.embed_dim), np.float32)
-
-    return run(audio, model.embed_audio), run(score, model.embed_score)
-
-
 def ranks_from_similarity(similarity: np.ndarray) -> np.ndarray:
     """``(n, n)`` similarities (row ``i`` = query ``i``, its match in column ``i``) -> ranks ``(n,)``, 1 = best.
 
@@ -140,6 +120,7 @@ def evaluate_retrieval(
 
     from ..datasets.embedding_pairs import retrieval_snippets
     from ..nets import build_model
+    from ..nets.embedding import embed_snippets
 
     T = model.config.snippet_frames
     audio, score, keys = retrieval_snippets(items, n=n_snippets, snippet_frames=T, seed=seed, min_active=min_active)

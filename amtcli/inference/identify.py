@@ -177,7 +177,7 @@ def index_library(
     progress: ProgressFn | None = None,
 ) -> LibraryIndex:
     """Embed every MIDI file of ``library`` (score side), reusing the on-disk cache where files are unchanged."""
-    from ..evaluation.retrieval import embed_snippets
+    from ..nets.embedding import embed_snippets
     from ..notes import midi_to_notes
 
     root = Path(library).resolve()
@@ -326,7 +326,7 @@ def identify_recording(
     mono samples at the model's rate), and where in each does it start?"""
     from ..audio.features import compute_features
     from ..audio.io import load_audio
-    from ..evaluation.retrieval import embed_snippets
+    from ..nets.embedding import embed_snippets
 
     if top < 1:
         raise BadInput(f"--top must be at least 1, got {top}")

@@ -130,7 +130,7 @@ def notes_from_token_model(
     """
     import torch
 
-    from .tokens import tokens_to_notes
+    from ..tokens import tokens_to_notes
 
     fc: FeatureConfig = model.feature_config
     seg = int(model.config.segment_frames)

@@ -19,6 +19,17 @@ ARCHITECTURES: dict[str, tuple[str, str, str]] = {
     "transformer": ("amtcli.nets.transformer", "TokenTransformer", "TransformerConfig"),
 }
 
+# architecture -> part -> the modules (attributes of the model) that ``--freeze PART`` keeps fixed.
+# U-Net + BiLSTM: "encoder" is everything before the per-key BiLSTM (see unet_bilstm.py).
+FREEZE_GROUPS: dict[str, dict[str, tuple[str, ...]]] = {
+    "unet-bilstm": {"encoder": ("input_norm", "enc0", "to_keys", "enc1", "bottleneck", "dec1")},
+}
+
+
+def freeze_groups(arch: str) -> dict[str, tuple[str, ...]]:
+    """The parts of architecture ``arch`` that fine-tuning can freeze (empty when none)."""
+    return FREEZE_GROUPS.get(arch, {})
+
 
 def _lookup(arch: str):
     try:

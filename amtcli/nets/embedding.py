@@ -134,3 +134,22 @@ def ranking_loss(similarity: torch.Tensor, *, margin: float, symmetric: bool = T
         return audio_anchored
     score_anchored = (F.relu(margin - pos[None, :] + similarity) * off).sum(dim=0).mean()
     return 0.5 * (audio_anchored + score_anchored)
+
+
+def embed_snippets(model: AudioScoreEmbedding, audio, score=None, *, batch_size: int = 128):
+    """Embed audio ``(n, T, n_bins)`` and score ``(n, T, n_keys)`` snippets (numpy arrays) -> float32
+    ``(n, D)`` each (``None`` for a side not given). Puts ``model`` in eval mode."""
+    import numpy as np
+
+    model.eval()
+
+    def run(x, fn):
+        if x is None:
+            return None
+        out = []
+        with torch.inference_mode():
+            for i in range(0, len(x), batch_size):
+                out.append(fn(torch.from_numpy(np.ascontiguousarray(x[i : i + batch_size], np.float32))).numpy())
+        return np.concatenate(out) if out else np.zeros((0, model.config.embed_dim), np.float32)
+
+    return run(audio, model.embed_audio), run(score, model.embed_score)

@@ -17,7 +17,7 @@ from the start. On harmonic tones it made no difference after 2000 steps
 (``benchmarks/transformer_sanity.py``: note F1 0.20 with, 0.23 without, one seed each), so it is
 off by default. Inference never uses it.
 
-Tokens follow :class:`amtcli.inference.tokens.Codec` (built from this config). Greedy decoding
+Tokens follow :class:`amtcli.tokens.Codec` (built from this config). Greedy decoding
 (:meth:`TokenTransformer.generate`) caches each decoder layer's self-attention keys/values and the
 cross-attention keys/values of the memory, so every new token costs one position's worth of work.
 
@@ -52,7 +52,7 @@ class TransformerConfig:
     dropout: float = 0.1
     segment_frames: int = 125  # 125 frames at 31.25 frames/s = 4 s per segment
     max_tokens: int = 256  # target length in training, longest decode at inference (eos included)
-    # the token codec (amtcli.inference.tokens.Codec)
+    # the token codec (amtcli.tokens.Codec)
     steps_per_second: float = 31.25
     max_shift_steps: int = 125
     n_velocity_bins: int = 16
@@ -162,7 +162,7 @@ class TokenTransformer(nn.Module):
 
     def __init__(self, config: TransformerConfig, feature_config: FeatureConfig):
         super().__init__()
-        from ..inference.tokens import codec_from_config
+        from ..tokens import codec_from_config
 
         self.config = config
         self.feature_config = feature_config
@@ -237,7 +237,7 @@ class TokenTransformer(nn.Module):
         """
         import numpy as np
 
-        from ..inference.tokens import EOS, PAD, START
+        from ..tokens import EOS, PAD, START
 
         max_tokens = max_tokens or self.config.max_tokens
         memory = self.encode(features)

@@ -1,12 +1,9 @@
 """The synthetic dataset writer: MIDI files in, labelled audio items out.
 
-Layout of a dataset folder (the trainer relies on it)::
-
-    DATASET/dataset.json        format version, the SynthConfig, the FeatureConfig if features are cached
-    DATASET/manifest.jsonl      one JSON object per item (see ``render_items``)
-    DATASET/audio/<id>.flac     16 kHz mono PCM16 (or .wav)
-    DATASET/labels/<id>.mid     the notes heard in the audio, times relative to the excerpt start
-    DATASET/features/<id>.npy   float32 (n_frames, n_bins) log-CQT of the final audio (``features=True``)
+The layout of a dataset folder and its manifest are :mod:`amtcli.datasets.manifest`'s; this
+writer fills it: ``dataset.json`` holds the format version, the SynthConfig and the FeatureConfig
+if features are cached; audio is 16 kHz mono PCM16 FLAC (or .wav); labels hold the notes heard in
+the audio, times relative to the excerpt start; each manifest record is described in ``render_items``.
 
 Items are deterministic functions of (source file, render index, seed): ids, excerpts, programs,
 transpositions and augmentations are drawn from a per-item seed, so re-running the same command
@@ -33,14 +30,12 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from ..config import FeatureConfig, to_dict
+from ..datasets.manifest import DATASET_JSON, FORMAT, FORMAT_VERSION, MANIFEST_NAME, SPLITS, read_manifest, write_manifest
 from ..errors import AmtError, BadInput, BadMidi, OutputExists
 from ..notes import NoteArray, midi_to_notes, notes_to_midi
 from .augment import AugmentConfig
 
-FORMAT = "amt-synth"
-FORMAT_VERSION = 1
 MIDI_EXTENSIONS = (".mid", ".midi")
-SPLITS = ("train", "validation", "test")
 RENDERERS = ("soundfont", "oneshot")
 
 
@@ -64,10 +59,6 @@ class SynthConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     gain: float = 0.5  # FluidSynth master gain (the level is normalised afterwards)
     timing_passes: int = 4  # see amtcli.synth.soundfont
-
-
-# Fields that may change between runs writing into the same dataset.
-_RUNTIME_FIELDS = ()
 
 
 def parse_split(spec: str) -> tuple[float, float, float]:
@@ -158,24 +149,6 @@ def item_seed(seed: int, item: str) -> int:
 # ------------------------------------------------------------------------------------ dataset dir
 
 
-def read_manifest(path: str | os.PathLike) -> list[dict]:
-    """All records of a manifest.jsonl (a torn last line from a crash is ignored)."""
-    out = []
-    path = Path(path)
-    if not path.exists():
-        return out
-    with open(path) as f:
-        for line in f:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return out
-
-
 def _config_dict(config: SynthConfig) -> dict:
     return json.loads(json.dumps(to_dict(config)))
 
@@ -192,12 +165,12 @@ def open_dataset(out_dir: Path, config: SynthConfig, *, overwrite: bool, sources
 
     from .. import __version__
 
-    meta_path = out_dir / "dataset.json"
-    manifest = out_dir / "manifest.jsonl"
+    meta_path = out_dir / DATASET_JSON
+    manifest = out_dir / MANIFEST_NAME
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputExists(f"{out_dir}: exists and is not a folder")
     if overwrite and out_dir.is_dir():
-        for name in ("dataset.json", "manifest.jsonl"):
+        for name in (DATASET_JSON, MANIFEST_NAME):
             (out_dir / name).unlink(missing_ok=True)
         for name in ("audio", "labels", "features"):
             if (out_dir / name).is_dir():
@@ -240,18 +213,14 @@ def open_dataset(out_dir: Path, config: SynthConfig, *, overwrite: bool, sources
     if manifest.exists():
         with open(manifest) as f:
             n_lines = sum(1 for line in f if line.strip())
-    for rec in read_manifest(manifest):
+    for rec in read_manifest(out_dir, missing_ok=True):
         if all((out_dir / rec[k]).exists() for k in ("audio", "label")) and (
             not rec.get("features") or (out_dir / rec["features"]).exists()
         ):
             done[rec["id"]] = rec
     if len(done) != n_lines:
         # a crash, a deleted file or a torn line: keep the complete items only (they are re-rendered)
-        tmp = manifest.with_name(".manifest.jsonl.tmp")
-        with open(tmp, "w") as f:
-            for rec in done.values():
-                f.write(json.dumps(rec) + "\n")
-        os.replace(tmp, manifest)
+        write_manifest(out_dir, list(done.values()))
     return done
 
 
@@ -574,7 +543,7 @@ def build_dataset(
 
     if on_start:
         on_start(summary.files_seen)
-    manifest = open(out_dir / "manifest.jsonl", "a")
+    manifest = open(out_dir / MANIFEST_NAME, "a")
     try:
 
         def consume(result: ChunkResult):

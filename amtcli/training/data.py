@@ -4,9 +4,8 @@ A *source* is either a folder written by ``amt synth`` or any dataset that
 :func:`amtcli.datasets.load_dataset` reads, written ``NAME:ROOT`` (``guitarset:/data/GuitarSet``,
 ``pairs:takes/``; ``NAME:`` alone means ``$AMT_DATA/<name>``). See :func:`dataset_source`.
 
-An ``amt synth`` folder holds ``manifest.jsonl`` (one JSON object per item: ``id``, ``audio``,
-``label``, ``features`` (or null), ``split``, ``duration_s``); paths are relative to the folder,
-and its stored features are memory-mapped. Features of every other recording are computed from
+An ``amt synth`` folder (the format: :mod:`amtcli.datasets.manifest`) may store features, which
+are memory-mapped. Features of every other recording are computed from
 the audio on load and held in memory; with ``cache_dir`` they are also written there as ``.npy``
 (keyed by the audio file's path, size, mtime and the front end) and memory-mapped on the next load.
 """
@@ -23,7 +22,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from ..config import FeatureConfig
-from ..errors import DatasetNotFound
+from ..datasets.manifest import read_manifest, row_path
 from ..notes import NoteArray, midi_to_notes, notes_to_rolls
 
 
@@ -39,24 +38,6 @@ class Example:
     @property
     def n_frames(self) -> int:
         return len(self.features)
-
-
-def read_manifest(folder: str | os.PathLike) -> list[dict]:
-    folder = Path(folder)
-    path = folder / "manifest.jsonl"
-    if not path.is_file():
-        raise DatasetNotFound(f"{folder}: not a dataset written by `amt synth` (no manifest.jsonl)")
-    rows = []
-    with path.open() as f:
-        for line_no, line in enumerate(f, 1):
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                raise DatasetNotFound(f"{path}:{line_no}: not valid JSON") from None
-    return rows
 
 
 def dataset_source(name: str, root: str | os.PathLike | None = None) -> str:
@@ -96,15 +77,15 @@ def _entries(sources: Iterable[str | os.PathLike], split: str) -> list[_Entry]:
         if name is None:
             folder = root
             for r in read_manifest(folder):
-                if r.get("split") != split:
+                if r["split"] != split:
                     continue
-                label = folder / r["label"]
+                label = row_path(folder, r, "label")
                 out.append(
                     _Entry(
                         (str(folder), r["id"]),
                         f"{folder.name}/{r['id']}",
-                        folder / r["audio"],
-                        folder / r["features"] if r.get("features") else None,
+                        row_path(folder, r, "audio"),
+                        row_path(folder, r, "features"),
                         lambda label=label: midi_to_notes(label).pitched(),
                     )
                 )

@@ -1,10 +1,11 @@
 """Fine-tuning a released model on another dataset, and the measurements around it.
 
-The experiment of the synthetic-instruments paper in one call chain: start from a release (or
-from a random init of the same architecture, the baseline), train on the target's train split
-with early stopping on its validation split (:func:`amtcli.training.loop.train_transcriber`),
-then score the starting point (zero-shot) and the result on the target's test split. Validation
-F1 over steps comes from the runs' ``metrics.jsonl`` (:func:`read_curve`, :func:`plot_curves`).
+The experiment of the synthetic-instruments paper in one call, :func:`run_finetune`: start from a
+release (or from a random init of the same architecture, the baseline), train on the target's train
+split with early stopping on its validation split (:func:`amtcli.training.loop.train_transcriber`),
+export the best checkpoint as a release, then score the starting point (zero-shot) and the result
+on the target's test split. Validation F1 over steps comes from the runs' ``metrics.jsonl``
+(:func:`read_curve`, :func:`plot_curves`).
 """
 
 from __future__ import annotations
@@ -22,34 +23,9 @@ from ..errors import BadInput
 
 SCRATCH = "scratch"
 
-# architecture -> group -> module names (attributes of the model); "encoder" is everything before
-# the per-key BiLSTM in the U-Net + BiLSTM (see amtcli/nets/unet_bilstm.py).
-FREEZE_GROUPS: dict[str, dict[str, tuple[str, ...]]] = {
-    "unet-bilstm": {"encoder": ("input_norm", "enc0", "to_keys", "enc1", "bottleneck", "dec1")},
-}
-
 FINETUNABLE = ("unet-bilstm",)  # architectures train_transcriber trains (frame-level heads)
 
 SUMMARY_KEYS = ("frame_f1", "note_precision", "note_recall", "note_f1", "note_offset_f1")
-
-
-def freeze_modules(model: torch.nn.Module, groups: Sequence[str], *, architecture: str) -> list[torch.nn.Module]:
-    """Stop gradients into the modules of ``groups``; returns those modules (the loop keeps them in
-    eval mode so their BatchNorm statistics stay fixed too)."""
-    if not groups:
-        return []
-    known = FREEZE_GROUPS.get(architecture, {})
-    modules: list[torch.nn.Module] = []
-    for group in groups:
-        if group not in known:
-            choices = ", ".join(sorted(known)) or "none"
-            raise BadInput(f"--freeze {group}: not a part of {architecture} that can be frozen (choose from {choices})")
-        for name in known[group]:
-            module = getattr(model, name)
-            for p in module.parameters():
-                p.requires_grad_(False)
-            modules.append(module)
-    return modules
 
 
 @dataclass
@@ -130,6 +106,126 @@ def compare_on(items, systems: Sequence[tuple[str, Any]], *, device: str = "cpu"
 
     runs = run_evaluation(items, [ModelSystem(m, name=n, device=device) for n, m in systems], root=root, on_step=on_step)
     return {r.system: summarize(r) for r in runs}
+
+
+# ------------------------------------------------------------------------------------ the recipe
+
+
+@dataclass
+class FinetuneResult:
+    """What :func:`run_finetune` did: the report written to ``RUN/finetune.json`` and the scores by system name."""
+
+    report: dict[str, Any]
+    results: dict[str, dict[str, float | None]]
+    title: str
+
+
+def run_finetune(
+    *,
+    source: str,
+    target: str,
+    out: str | os.PathLike,
+    root: str | os.PathLike | None = None,
+    release: str | os.PathLike | None = None,
+    like: str = "synthetic",
+    steps: int = 2000,
+    lr: float = 1e-4,
+    batch_size: int = 8,
+    crop_s: float = 10.0,
+    val_every: int = 100,
+    patience: int = 5,
+    freeze: Sequence[str] = (),
+    pitch_balanced: bool = False,
+    precision: str = "auto",
+    seed: int = 0,
+    test_limit: int | None = None,
+    cache: bool = True,
+    noise=None,
+    nproc: int = 1,
+    resume: bool = False,
+    device: str = "cpu",
+    overwrite: bool = False,
+    on_event: Callable[[str, dict[str, Any]], None] | None = None,
+    progress=None,
+) -> FinetuneResult | None:
+    """Fine-tune ``source`` (a model, or ``scratch`` shaped like ``like``) on dataset ``target``.
+
+    Trains on the train split with early stopping on the validation split (``patience``
+    validations without a better note F1), exports ``best.pt`` as a release folder (``release``,
+    default ``OUT/release``), scores the starting point and the result on the test split (the first
+    ``test_limit`` recordings) and writes ``OUT/finetune.json``. ``noise``: a
+    :class:`~amtcli.training.noise.NoiseConfig` for noise rounds after the clean phase.
+    ``on_event(kind, data)`` reports: ``warning`` and ``info`` (a message), ``exported``,
+    ``scoring`` (the number of scoring steps), ``scored`` (one step done). ``progress``: see
+    :func:`amtcli.training.launch.run_training`. Returns ``None`` on the ranks other than 0 under torchrun.
+    """
+    from ..config import TrainConfig
+    from ..datasets import dataset_info, load_dataset, select_split
+    from ..errors import OutputExists
+    from ..nets import freeze_groups
+    from ..zoo.export import export_run
+    from ..zoo.registry import RELEASE_FILES
+    from .data import dataset_source
+    from .launch import run_training
+    from .loop import RunSpec
+    from .noise import NoiseConfig
+
+    emit = on_event or (lambda kind, data: None)
+    out = Path(out)
+    release = Path(release) if release is not None else out / "release"
+    dataset_info(target)  # unknown names fail here
+    existing = [f for f in RELEASE_FILES if (release / f).exists()]
+    if existing and not overwrite:
+        raise OutputExists(f"--release {release}: already holds {', '.join(existing)} (use --overwrite)")
+
+    # every split first: an empty one fails now, not after training
+    everything = load_dataset(target, root=root, split="all")
+    counts = {s: len(select_split(everything, s)) for s in ("train", "validation", "test")}
+    have = ", ".join(f"{k} {v}" for k, v in counts.items())
+    if not counts["train"] or not counts["test"]:
+        raise BadInput(f"{target} ({everything.root}): fine-tuning needs train and test recordings (found: {have})")
+    if not counts["validation"]:
+        emit("warning", {"message": f"{target} has no validation recordings: no early stopping, the last step is kept"})
+    start = load_start(source, like=like)
+    groups = freeze_groups(start.architecture)
+    for group in freeze:
+        if group not in groups:
+            raise BadInput(f"--freeze {group}: not a part of {start.architecture} that can be frozen (choose from {', '.join(groups) or 'none'})")
+    emit("info", {"message": f"{target} ({everything.root}): {have}; starting from {start.source}"})
+
+    tc = TrainConfig(
+        steps=steps, batch_size=batch_size, crop_s=crop_s, lr=lr, lr_min=min(TrainConfig.lr_min, lr / 10),
+        warmup_steps=max(1, min(200, steps // 20)), val_every=val_every, checkpoint_every=val_every,
+        pitch_balanced=pitch_balanced, precision=precision, seed=seed,
+    )
+    spec = RunSpec(
+        start.architecture, dict(start.model_config), start.feature_config, tc, start.decode_config,
+        data=[dataset_source(target, everything.root)], init_from=start.source, noise=noise or NoiseConfig(),
+        freeze=tuple(freeze), patience=patience,
+    )
+    _, is_main = run_training(spec, out=out, resume=resume, device=device, nproc=nproc, initial_state=start.state, cache=cache, validate_first=True, progress=progress)
+    if not is_main:
+        return None
+    exported = export_run(out, release, checkpoint="best", name=release.name, overwrite=overwrite)
+    emit("exported", {"folder": str(exported.folder), "step": exported.step})
+
+    items = load_dataset(target, root=everything.root, split="test")
+    if test_limit:
+        items = items[:test_limit]
+    zero_name = "random init (scratch)" if start.scratch else f"zero-shot: {source}"
+    tuned_name = f"fine-tuned: {out.name}"
+    emit("scoring", {"total": 2 * len(items)})
+    results = compare_on(
+        items, [(zero_name, start_model(start, seed=seed)), (tuned_name, str(release))], device=device, root=everything.root,
+        on_step=lambda message: emit("scored", {"message": message}),
+    )
+    report = {
+        "from": start.source, "to": target, "root": str(everything.root), "split_counts": counts, "test_items": len(items),
+        "release": str(release), "best_step": exported.step, "zero_shot": results[zero_name], "fine_tuned": results[tuned_name],
+    }
+    (out / "finetune.json").write_text(json.dumps(report, indent=2) + "\n")
+    title = f"{target} · test · {len(items)} recording(s): {start.source} -> {out.name}"
+    return FinetuneResult(report, results, title)
 
 
 # ------------------------------------------------------------------------------------ curves

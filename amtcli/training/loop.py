@@ -1,19 +1,17 @@
-"""The transcriber training loop: random crops, Adam with warm-up + cosine decay, gradient clipping
-before the step, bf16 autocast on CPU / AMP on CUDA, validation note F1, atomic resumable checkpoints.
+"""The transcriber's training (U-Net + BiLSTM, frame-level heads): random crops, AdamW with
+warm-up + cosine decay, note-F1 validation, noise rounds and early stopping. The run itself (resume,
+seeds, precision, checkpoints, metrics, DDP) is the common skeleton, :mod:`amtcli.training.solver`;
+this module contributes the batch, the loss, the validation and the phases.
 
 Phases: the clean phase (``train_config.steps`` steps, or fewer when early stopping with
 ``patience`` validations without improvement ends it), then ``noise.rounds`` rounds of
 ``noise.steps`` steps on noisy input, each at a searched level (:mod:`amtcli.training.noise`).
 ``best.pt`` is the best validation of the last phase that ran (a noise-trained model is the point
-of noise rounds). Under DistributedDataParallel (:mod:`amtcli.training.distributed`) each rank
-samples its own batches (seed + rank); rank 0 alone validates and writes files.
+of noise rounds). Under DistributedDataParallel each rank samples its own batches (seed + rank).
 
-Run folder layout::
-
-    runs/NAME/config.json          resolved configuration (architecture, model, features, decode, train, noise)
-    runs/NAME/metrics.jsonl        one JSON object per logged step / validation / noise search
-    runs/NAME/checkpoints/last.pt  newest state (resume from here); step-*.pt the last few; best.pt best val F1
-    runs/NAME/features/            feature cache (when asked for)
+The run folder is described in :mod:`amtcli.training.checkpoints`; a transcriber's run may also
+hold ``features/`` (the feature cache, when asked for) and ``calibration.json`` (the decoding
+thresholds chosen on the validation split).
 """
 
 from __future__ import annotations
@@ -21,30 +19,22 @@ from __future__ import annotations
 import json
 import math
 import os
-import random
-import time
-import zlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
 from ..config import DecodeConfig, FeatureConfig, TrainConfig, from_dict, to_dict
-from ..devices import resolve_precision
 from ..errors import BadInput
 from . import distributed as ddp
-from .checkpoints import (
-    load_checkpoint,
-    open_run,
-    prune_checkpoints,
-    save_checkpoint,
-    step_path,
-)
+from .checkpoints import load_checkpoint, save_checkpoint, write_config
 from .data import Example, cache_features, load_examples, sample_batch
 from .losses import count_positives, pitch_balance_weights, transcription_loss
 from .noise import LossProbe, NoiseConfig, Noiser, round_lr, search_noise_level
+from .solver import Schedule, Solver, Task
 
 Callback = Callable[[str, dict[str, Any]], None]
 
@@ -61,7 +51,7 @@ class RunSpec:
     data: list[str] = field(default_factory=list)
     init_from: str | None = None
     noise: NoiseConfig = field(default_factory=NoiseConfig)
-    freeze: tuple = ()  # parameter groups kept fixed (amtcli.training.finetune.FREEZE_GROUPS)
+    freeze: tuple = ()  # parameter groups kept fixed (amtcli.nets.FREEZE_GROUPS)
     patience: int = 0  # end the clean phase after this many validations without improvement (0: never)
 
     def to_json(self) -> dict[str, Any]:
@@ -122,29 +112,247 @@ def validate(model, examples: list[Example], *, device: str, decode: DecodeConfi
     return note_scores(refs, ests)
 
 
-def _rng_state(rng: np.random.Generator) -> dict[str, Any]:
-    return {"numpy": json.dumps(rng.bit_generator.state), "torch": torch.get_rng_state(), "python": json.dumps(random.getstate())}
+def freeze_modules(model: torch.nn.Module, groups: Sequence[str], *, architecture: str) -> list[torch.nn.Module]:
+    """Stop gradients into the modules of ``groups`` (:data:`amtcli.nets.FREEZE_GROUPS`); returns
+    those modules (the loop keeps them in eval mode so their BatchNorm statistics stay fixed too)."""
+    from ..nets import freeze_groups
+
+    known = freeze_groups(architecture)
+    modules: list[torch.nn.Module] = []
+    for group in groups:
+        if group not in known:
+            choices = ", ".join(sorted(known)) or "none"
+            raise BadInput(f"--freeze {group}: not a part of {architecture} that can be frozen (choose from {choices})")
+        for name in known[group]:
+            module = getattr(model, name)
+            for p in module.parameters():
+                p.requires_grad_(False)
+            modules.append(module)
+    return modules
 
 
-def _set_rng_state(rng: np.random.Generator, state: dict[str, Any]) -> None:
-    rng.bit_generator.state = json.loads(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    py = json.loads(state["python"])
-    random.setstate((py[0], tuple(py[1]), py[2]))
+def _spec_from_checkpoint(saved: dict[str, Any], *, where: Path) -> RunSpec:
+    try:
+        return RunSpec.from_json(saved)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BadInput(f"{where}: the checkpoint's run config is damaged ({type(exc).__name__}: {exc})") from None
 
 
-def restore_rank_rng(rng: np.random.Generator, state: dict[str, Any], *, ctx: ddp.DistContext, seed: int, step: int) -> np.random.Generator:
-    """This rank's random generators from a checkpoint (``rng_ranks`` holds every rank's under DDP).
-    Resumed with more processes than the run had, the new ranks continue from fresh generators:
-    the run goes on, but not bit-exactly."""
-    ranks = state.get("rng_ranks")
-    if ctx.distributed and ranks is not None and len(ranks) == ctx.world_size:
-        _set_rng_state(rng, ranks[ctx.rank])
-    elif ctx.rank == 0:
-        _set_rng_state(rng, state["rng"])
-    else:
-        rng = np.random.default_rng([seed + ctx.rank, step])
-    return rng
+class TranscriberTask(Task):
+    """The U-Net + BiLSTM's part of a run: crops, the pitch-(un)balanced loss, note-F1 validation,
+    noise rounds and early stopping."""
+
+    def __init__(self, spec: RunSpec, *, initial_state: dict[str, torch.Tensor] | None = None, cache: bool = False):
+        self.spec = spec
+        self.architecture = spec.architecture
+        self.initial_state = initial_state
+        self.cache = cache
+        self.noise = spec.noise.check()
+        self.phase: dict[str, Any] = {"round": 0, "round_start": None, "levels": [], "stopped_at": None, "bad_vals": 0}
+
+    # -- config
+    def schedule(self) -> Schedule:
+        c = self.spec.train_config
+        return Schedule(
+            steps=c.steps, seed=c.seed, precision=c.precision, threads=c.threads, val_every=c.val_every,
+            checkpoint_every=c.checkpoint_every, keep_checkpoints=c.keep_checkpoints, clip_grad=c.clip_grad,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return self.spec.to_json()
+
+    def resume_from(self, saved: dict[str, Any], *, where: Path) -> None:
+        spec = self.spec
+        self.check_same_model(saved, where=where, model_config=spec.model_config, feature_config=spec.feature_config)
+        old = _spec_from_checkpoint(saved, where=where)
+        if tuple(old.freeze) != tuple(spec.freeze):
+            raise BadInput(f"{where.parent.parent}: --resume with other frozen parts ({list(spec.freeze)}) than the run ({list(old.freeze)})")
+        # the schedule may change (--steps, more noise rounds); everything else is the run's
+        noise = self.noise if self.noise.rounds > 0 else old.noise
+        self.spec = RunSpec(old.architecture, old.model_config, old.feature_config, spec.train_config, old.decode_config, old.data, old.init_from, noise, old.freeze, spec.patience)
+        self.noise = noise
+
+    # -- modules and data
+    def build(self, solver: Solver) -> dict[str, torch.nn.Module]:
+        from ..nets import build_model
+
+        spec = self.spec
+        model = build_model(spec.architecture, spec.model_config, spec.feature_config).to(solver.device)
+        if self.initial_state is not None and not self.resuming:
+            model.load_state_dict(self.initial_state, strict=True)
+        self.frozen = freeze_modules(model, spec.freeze, architecture=spec.architecture)
+        self.device = solver.device
+        return {"model": model}
+
+    def optimizer(self) -> torch.optim.Optimizer:
+        c = self.spec.train_config
+        return torch.optim.AdamW(self.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+
+    def load_data(self, solver: Solver) -> dict[str, Any]:
+        spec, cfg, fc, ctx = self.spec, self.spec.train_config, self.spec.feature_config, solver.ctx
+        cache_dir = solver.out / "features" if self.cache else None
+        if cache_dir is not None and ctx.distributed:  # the ranks fill the cache together
+            for split in ("train", "validation"):
+                limit = None if split == "train" else cfg.val_items
+                cache_features(spec.data, split=split, feature_config=fc, cache_dir=cache_dir, limit=limit, shard=(ctx.rank, ctx.world_size))
+            ddp.barrier()
+
+        def on_progress(done: int, total: int) -> None:
+            solver.emit("load", {"done": done, "total": total})
+
+        self.train = load_examples(spec.data, split="train", feature_config=fc, on_progress=on_progress, cache_dir=cache_dir)
+        if not self.train:
+            raise BadInput(f"no training items in {', '.join(spec.data)} (split 'train')")
+        self.val = load_examples(spec.data, split="validation", feature_config=fc, limit=cfg.val_items, cache_dir=cache_dir) if ctx.is_main else []
+        self.key_weights = None
+        if cfg.pitch_balanced:
+            w = pitch_balance_weights(count_positives(self.train, feature_config=fc))
+            self.key_weights = {k: torch.from_numpy(v).to(solver.device) for k, v in w.items()}
+        self.crop_frames = max(8, int(round(cfg.crop_s * fc.frame_rate)))
+        self.noiser = Noiser(fc, kind=self.noise.kind, domain=self.noise.domain, seed=cfg.seed) if self.noise.rounds > 0 else None
+        self.noise_peak_lr = self.noise.lr if self.noise.lr is not None else cfg.lr / 10
+        return {"train_items": len(self.train), "val_items": len(self.val)}
+
+    def has_validation(self) -> bool:
+        return bool(self.val)
+
+    def start_info(self) -> dict[str, Any]:
+        return {"frozen": list(self.spec.freeze)}
+
+    def train_mode(self) -> None:
+        self.modules["model"].train()
+        for m in self.frozen:
+            m.eval()  # frozen BatchNorm keeps its statistics
+
+    # -- phases
+    def _phase_steps(self) -> int:
+        return self.spec.train_config.steps
+
+    def next_phase(self, solver: Solver) -> bool:
+        phase, noise, step = self.phase, self.noise, solver.step
+        while True:
+            rnd = phase["round"]
+            if rnd == 0 and (step >= self._phase_steps() or phase["stopped_at"] is not None):
+                if noise.rounds == 0:
+                    return False
+                phase.update(round=1, round_start=step)
+                solver.best = -1.0  # best.pt: the best of the noise-trained model
+                solver.emit("noise_round", {"round": 1, "rounds": noise.rounds, "step": step})
+                continue
+            if rnd > 0 and step - phase["round_start"] >= noise.steps:
+                if rnd >= noise.rounds:
+                    return False
+                phase.update(round=rnd + 1, round_start=step)
+                solver.emit("noise_round", {"round": rnd + 1, "rounds": noise.rounds, "step": step})
+                continue
+            if rnd > 0 and len(phase["levels"]) < rnd:
+                solver.emit("status", {"message": f"searching the noise level of round {rnd}"})
+                found = ddp.on_main(lambda rnd=rnd: self._search_level(rnd))
+                phase["levels"].append({"round": rnd, "snr_db": found["snr_db"], "level": found["level"]})
+                solver.log({"step": step, "noise_search": found})
+                solver.emit("noise_search", found)
+                self.train_mode()
+            return True
+
+    def phase_end(self, step: int) -> bool:
+        rnd = self.phase["round"]
+        return (rnd == 0 and step == self._phase_steps()) or (rnd > 0 and step - self.phase["round_start"] == self.noise.steps)
+
+    def planned_steps(self, step: int) -> int:
+        phase, noise = self.phase, self.noise
+        if phase["round"] > 0:
+            return phase["round_start"] + (noise.rounds - phase["round"] + 1) * noise.steps
+        return (step if phase["stopped_at"] is not None else max(step, self._phase_steps())) + noise.rounds * noise.steps
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"phase": json.dumps(self.phase)}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        if "phase" in state:
+            self.phase.update(json.loads(state["phase"]))
+
+    def validation_extra(self) -> dict[str, Any]:
+        return {"noise_round": self.phase["round"]} if self.phase["round"] > 0 else {}
+
+    def after_validation(self, solver: Solver, improved: bool) -> None:
+        patience, phase, step = self.spec.patience, self.phase, solver.step
+        if phase["round"] == 0 and patience:
+            phase["bad_vals"] = 0 if improved else phase["bad_vals"] + 1
+            if phase["bad_vals"] >= patience and step < self._phase_steps():
+                phase["stopped_at"] = step
+                solver.log({"step": step, "early_stop": {"patience": patience, "best_f1": solver.best}})
+                solver.emit("early_stop", {"step": step, "patience": patience, "best_f1": solver.best})
+
+    def _search_level(self, round_no: int) -> dict[str, Any]:
+        cfg, noise, fc = self.spec.train_config, self.noise, self.spec.feature_config
+        search_rng = np.random.default_rng([cfg.seed, 7919])  # the same batches in every round
+        batches = [sample_batch(self.train, batch_size=cfg.batch_size, crop_frames=self.crop_frames, feature_config=fc, rng=search_rng, return_crops=True) for _ in range(noise.search_batches)]
+
+        def loss_fn(logits, target):
+            return transcription_loss(logits, target, key_weights=self.key_weights)[0]
+
+        probe = LossProbe(self.modules["model"], batches, noiser=self.noiser, loss_fn=loss_fn, examples=self.train, device=self.device, seed=cfg.seed + round_no)
+        start = self.phase["levels"][-1]["snr_db"] if self.phase["levels"] else noise.start_snr_db
+        result = search_noise_level(probe, start_snr_db=start, target=tuple(noise.target), factor=noise.factor, max_iters=noise.max_iters)
+        return {**result.to_json(), "round": round_no, "clean_loss": probe.clean, "kind": noise.kind, "domain": noise.domain}
+
+    # -- one step
+    def lr(self, step: int) -> float:
+        if self.phase["round"] == 0:
+            return lr_at(step, self.spec.train_config)
+        return round_lr(step - self.phase["round_start"], steps=self.noise.steps, peak=self.noise_peak_lr)
+
+    def batch(self, rng: np.random.Generator, step: int):
+        cfg, fc, rnd = self.spec.train_config, self.spec.feature_config, self.phase["round"]
+        snr_db = self.phase["levels"][rnd - 1]["snr_db"] if rnd > 0 else None
+        waveform = self.noiser is not None and rnd > 0 and self.noiser.domain == "waveform"
+        batch = sample_batch(self.train, batch_size=cfg.batch_size, crop_frames=self.crop_frames, feature_config=fc, rng=rng, return_crops=waveform)
+        x, y = batch[0], batch[1]
+        xb = torch.from_numpy(x).to(self.device)
+        if snr_db is not None:
+            xb = self.noiser(xb, snr_db=snr_db, rng=rng, crops=batch[2] if waveform else None, examples=self.train)
+        yb = {k: torch.from_numpy(v).to(self.device) for k, v in y.items()}
+        return x, xb, yb, snr_db
+
+    def batch_bytes(self, batch) -> bytes:
+        return batch[0].tobytes()
+
+    def loss(self, batch, step: int):
+        _, xb, yb, snr_db = batch
+        with self.autocast():
+            logits = self.net(xb)
+        loss, parts = transcription_loss(logits, yb, key_weights=self.key_weights)
+        record = {f"loss_{k}": v for k, v in parts.items()}
+        if snr_db is not None:
+            record["noise_snr_db"] = snr_db
+        return loss, record
+
+    def validate(self) -> dict[str, float]:
+        return validate(self.modules["model"], self.val, device=self.device, decode=self.spec.decode_config)
+
+    # -- the end
+    def finish(self, solver: Solver) -> None:
+        """Remove the pitch-balanced prior from best.pt and choose decoding thresholds on the validation split."""
+        cfg, spec, model = self.spec.train_config, self.spec, self.modules["model"]
+        if not (cfg.calibrate and self.val):
+            return
+        from .calibrate import calibrate_decoding, debias_pitch_balanced
+
+        solver.emit("status", {"message": "choosing decoding thresholds on the validation split"})
+        best_path = solver.ckpt_dir / "best.pt"
+        best_state = load_checkpoint(best_path)
+        model.load_state_dict(best_state["model"], strict=True)
+        if cfg.pitch_balanced and not best_state.get("debiased"):
+            # best.pt becomes release-ready: outputs are probabilities again (see debias_pitch_balanced)
+            debias_pitch_balanced(model, self.train)
+            best_state.update(model=model.state_dict(), debiased=True)
+            save_checkpoint(best_state, best_path)
+        model.eval()
+        decode, report = calibrate_decoding(model, self.val, device=self.device, base=spec.decode_config)
+        self.spec = RunSpec(spec.architecture, spec.model_config, spec.feature_config, spec.train_config, decode, spec.data, spec.init_from, spec.noise, spec.freeze, spec.patience)
+        write_config(solver.out, self.spec.to_json())
+        (solver.out / "calibration.json").write_text(json.dumps(report, indent=1) + "\n")
+        solver.emit("calibrated", report["chosen"])
 
 
 def train_transcriber(
@@ -164,260 +372,8 @@ def train_transcriber(
     ``cache``: keep features computed from audio in ``out_dir/features`` (reused on resume).
     ``validate_first``: also validate (and checkpoint) at step 0 of a new run, so the curve shows
     where training starts and early stopping can keep the starting weights.
-    Inside a process group (torchrun, ``distributed.launch``) this runs DistributedDataParallel;
+    Inside a process group (torchrun, :mod:`amtcli.training.launch`) this runs DistributedDataParallel;
     only rank 0 calls ``on_event`` and writes files.
     """
-    from ..nets import build_model
-    from .finetune import freeze_modules
-
-    ctx = ddp.context()
-    emit = (on_event if ctx.is_main else None) or (lambda kind, data: None)
-    out = Path(out_dir)
-    ckpt_dir = out / "checkpoints"
-    cfg = spec.train_config
-    noise_cfg = spec.noise.check()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-
-    def prepare() -> tuple[RunSpec, dict[str, Any] | None]:
-        state = open_run(out, resume=resume)
-        if state is not None:
-            saved = RunSpec.from_json(json.loads(state["config"]))
-            # the schedule may be extended (--steps, more noise rounds), everything else must match the run
-            same_model = json.dumps(saved.model_config, sort_keys=True) == json.dumps(spec.model_config, sort_keys=True)  # tuples vs JSON lists
-            if (saved.architecture, saved.feature_config) != (spec.architecture, spec.feature_config) or not same_model:
-                raise BadInput(f"{out}: --resume with a different model or features than the run was started with")
-            if tuple(saved.freeze) != tuple(spec.freeze):
-                raise BadInput(f"{out}: --resume with other frozen parts ({list(spec.freeze)}) than the run ({list(saved.freeze)})")
-            noise = noise_cfg if noise_cfg.rounds > 0 else saved.noise
-            return RunSpec(saved.architecture, saved.model_config, saved.feature_config, cfg, saved.decode_config, saved.data, saved.init_from, noise, saved.freeze, spec.patience), state
-        return spec, None
-
-    spec, state = ddp.on_main(prepare)  # rank 0 reads the run; every rank gets the same state
-    noise_cfg = spec.noise
-    if ctx.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(spec.to_json(), indent=2) + "\n")
-
-    rng = np.random.default_rng(cfg.seed + ctx.rank)  # each rank draws its own batches
-    torch.manual_seed(cfg.seed)
-    random.seed(cfg.seed)
-    fc = spec.feature_config
-    model = build_model(spec.architecture, spec.model_config, fc).to(device)
-    if ctx.distributed:
-        torch.manual_seed(cfg.seed + ctx.rank)  # dropout differs per rank; the weights start equal
-    if initial_state is not None and state is None:
-        model.load_state_dict(initial_state, strict=True)
-    frozen = freeze_modules(model, spec.freeze, architecture=spec.architecture)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    step, best_f1 = 0, -1.0
-    phase: dict[str, Any] = {"round": 0, "round_start": None, "levels": [], "stopped_at": None, "bad_vals": 0}
-    if state is not None:
-        model.load_state_dict(state["model"], strict=True)
-        optimizer.load_state_dict(state["optimizer"])
-        step, best_f1 = int(state["step"]), float(state["best_f1"])
-        phase.update(json.loads(state["phase"]) if "phase" in state else {})
-        rng = restore_rank_rng(rng, state, ctx=ctx, seed=cfg.seed, step=step)
-        del state
-    net = model
-    if ctx.distributed:
-        from torch.nn.parallel import DistributedDataParallel
-
-        net = DistributedDataParallel(model, device_ids=[torch.device(device).index] if device.startswith("cuda") else None)
-
-    def train_mode() -> None:
-        model.train()
-        for m in frozen:
-            m.eval()  # frozen BatchNorm keeps its statistics
-
-    emit("status", {"message": "loading training data"})
-    cache_dir = out / "features" if cache else None
-    if cache_dir is not None and ctx.distributed:  # the ranks fill the cache together
-        for split in ("train", "validation"):
-            cache_features(spec.data, split=split, feature_config=fc, cache_dir=cache_dir, limit=None if split == "train" else cfg.val_items, shard=(ctx.rank, ctx.world_size))
-        ddp.barrier()
-    train = load_examples(spec.data, split="train", feature_config=fc, on_progress=lambda i, n: emit("load", {"done": i, "total": n}), cache_dir=cache_dir)
-    if not train:
-        raise BadInput(f"no training items in {', '.join(spec.data)} (split 'train')")
-    val = load_examples(spec.data, split="validation", feature_config=fc, limit=cfg.val_items, cache_dir=cache_dir) if ctx.is_main else []
-    has_val = bool(ddp.broadcast(bool(val)))
-    key_weights = None
-    if cfg.pitch_balanced:
-        w = pitch_balance_weights(count_positives(train, feature_config=fc))
-        key_weights = {k: torch.from_numpy(v).to(device) for k, v in w.items()}
-    crop_frames = max(8, int(round(cfg.crop_s * fc.frame_rate)))
-    prec = resolve_precision(cfg.precision, device)
-    autocast_dtype = prec.dtype
-    scaler = torch.amp.GradScaler("cuda", enabled=autocast_dtype == torch.float16)
-    noiser = Noiser(fc, kind=noise_cfg.kind, domain=noise_cfg.domain, seed=cfg.seed) if noise_cfg.rounds > 0 else None
-    noise_peak_lr = noise_cfg.lr if noise_cfg.lr is not None else cfg.lr / 10
-    if phase["round"] > 0:  # steps planned in all: the bar's total
-        planned = phase["round_start"] + (noise_cfg.rounds - phase["round"] + 1) * noise_cfg.steps
-    else:
-        planned = (step if phase["stopped_at"] is not None else max(step, cfg.steps)) + noise_cfg.rounds * noise_cfg.steps
-    emit("start", {"step": step, "steps": planned, "train_items": len(train), "val_items": len(val), "precision": str(prec), "processes": ctx.world_size, "frozen": list(spec.freeze)})
-
-    def checkpoint(tag_best: bool) -> None:
-        rng_states = ddp.all_gather(_rng_state(rng))  # every rank's generators, for an exact resume
-        if not ctx.is_main:
-            return
-        payload = {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "step": step,
-            "best_f1": best_f1,
-            "rng": rng_states[0],
-            "phase": json.dumps(phase),
-            "config": json.dumps(spec.to_json()),
-        }
-        if ctx.distributed:
-            payload["rng_ranks"] = rng_states
-        save_checkpoint(payload, ckpt_dir / "last.pt")
-        save_checkpoint(payload, step_path(ckpt_dir, step))
-        prune_checkpoints(ckpt_dir, keep=cfg.keep_checkpoints)
-        if tag_best:
-            save_checkpoint(payload, ckpt_dir / "best.pt")
-
-    def log(record: dict[str, Any]) -> None:
-        if ctx.is_main:
-            with metrics_path.open("a") as f:
-                f.write(json.dumps(record) + "\n")
-
-    def loss_fn(logits, target):
-        return transcription_loss(logits, target, key_weights=key_weights)[0]
-
-    def search_level(round_no: int) -> dict[str, Any]:
-        search_rng = np.random.default_rng([cfg.seed, 7919])  # the same batches in every round
-        batches = [sample_batch(train, batch_size=cfg.batch_size, crop_frames=crop_frames, feature_config=fc, rng=search_rng, return_crops=True) for _ in range(noise_cfg.search_batches)]
-        probe = LossProbe(model, batches, noiser=noiser, loss_fn=loss_fn, examples=train, device=device, seed=cfg.seed + round_no)
-        start = phase["levels"][-1]["snr_db"] if phase["levels"] else noise_cfg.start_snr_db
-        result = search_noise_level(probe, start_snr_db=start, target=tuple(noise_cfg.target), factor=noise_cfg.factor, max_iters=noise_cfg.max_iters)
-        return {**result.to_json(), "round": round_no, "clean_loss": probe.clean, "kind": noise_cfg.kind, "domain": noise_cfg.domain}
-
-    def validation(rnd: int) -> None:
-        nonlocal best_f1
-        rec = None
-        if ctx.is_main:
-            scores = validate(model, val, device=device, decode=spec.decode_config)
-            improved = scores["note_f1"] > best_f1
-            rec = {"step": step, "val": scores, "best_f1": max(best_f1, scores["note_f1"]), "improved": improved}
-            if rnd > 0:
-                rec["noise_round"] = rnd
-        rec = ddp.broadcast(rec)  # the others wait here while rank 0 validates
-        improved = rec.pop("improved")
-        best_f1 = rec["best_f1"]
-        log(rec)
-        emit("val", rec)
-        if rnd == 0 and spec.patience:
-            phase["bad_vals"] = 0 if improved else phase["bad_vals"] + 1
-            if phase["bad_vals"] >= spec.patience and step < cfg.steps:
-                phase["stopped_at"] = step
-                log({"step": step, "early_stop": {"patience": spec.patience, "best_f1": best_f1}})
-                emit("early_stop", {"step": step, "patience": spec.patience, "best_f1": best_f1})
-        checkpoint(tag_best=improved)
-
-    metrics_path = out / "metrics.jsonl"
-    if validate_first and has_val and step == 0:
-        validation(0)  # where training starts from (the zero-shot score when fine-tuning)
-    data_crc = 0  # what this rank trained on (ranks must differ)
-    train_mode()
-    t_last, steps_since = time.perf_counter(), 0
-    while True:
-        rnd = phase["round"]
-        if rnd == 0 and (step >= cfg.steps or phase["stopped_at"] is not None):
-            if noise_cfg.rounds == 0:
-                break
-            phase.update(round=1, round_start=step)
-            best_f1 = -1.0  # best.pt: the best of the noise-trained model
-            emit("noise_round", {"round": 1, "rounds": noise_cfg.rounds, "step": step})
-            continue
-        if rnd > 0 and step - phase["round_start"] >= noise_cfg.steps:
-            if rnd >= noise_cfg.rounds:
-                break
-            phase.update(round=rnd + 1, round_start=step)
-            emit("noise_round", {"round": rnd + 1, "rounds": noise_cfg.rounds, "step": step})
-            continue
-        if rnd > 0 and len(phase["levels"]) < rnd:
-            emit("status", {"message": f"searching the noise level of round {rnd}"})
-            found = ddp.on_main(lambda: search_level(rnd))
-            phase["levels"].append({"round": rnd, "snr_db": found["snr_db"], "level": found["level"]})
-            log({"step": step, "noise_search": found})
-            emit("noise_search", found)
-            train_mode()
-
-        snr_db = phase["levels"][rnd - 1]["snr_db"] if rnd > 0 else None
-        waveform = noiser is not None and rnd > 0 and noiser.domain == "waveform"
-        batch = sample_batch(train, batch_size=cfg.batch_size, crop_frames=crop_frames, feature_config=fc, rng=rng, return_crops=waveform)
-        x, y = batch[0], batch[1]
-        if ctx.distributed:
-            data_crc = zlib.crc32(x.tobytes(), data_crc)
-        xb = torch.from_numpy(x).to(device)
-        if snr_db is not None:
-            xb = noiser(xb, snr_db=snr_db, rng=rng, crops=batch[2] if waveform else None, examples=train)
-        yb = {k: torch.from_numpy(v).to(device) for k, v in y.items()}
-        lr = lr_at(step, cfg) if rnd == 0 else round_lr(step - phase["round_start"], steps=noise_cfg.steps, peak=noise_peak_lr)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        with torch.autocast(device_type="cuda" if device.startswith("cuda") else "cpu", dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
-            logits = net(xb)
-        loss, parts = transcription_loss(logits, yb, key_weights=key_weights)
-        if not ctx.distributed and not torch.isfinite(loss):
-            raise BadInput(f"the loss became {float(loss)} at step {step}: lower --lr or check the data")
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.unscale_(optimizer)
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(trainable, cfg.clip_grad))  # before the step
-        if ctx.distributed and not scaler.is_enabled() and not math.isfinite(grad_norm):
-            # gradients are averaged over ranks, so every rank stops here together
-            raise BadInput(f"the gradients became {grad_norm} at step {step}: lower --lr or check the data")
-        scaler.step(optimizer)
-        scaler.update()
-        step += 1
-        steps_since += 1
-        now = time.perf_counter()
-        record = {"step": step, "loss": float(loss.detach()), **{f"loss_{k}": v for k, v in parts.items()}, "lr": lr, "grad_norm": grad_norm}
-        if snr_db is not None:
-            record["noise_snr_db"] = snr_db
-        phase_end = (rnd == 0 and step == cfg.steps) or (rnd > 0 and step - phase["round_start"] == noise_cfg.steps)
-        if step % 10 == 0 or phase_end:
-            record["steps_per_s"] = steps_since / max(1e-9, now - t_last)
-            t_last, steps_since = now, 0
-            if ctx.distributed:
-                record["loss"] = ddp.mean(record["loss"])  # over ranks
-            log(record)
-        emit("step", record)
-        is_val = has_val and (step % cfg.val_every == 0 or phase_end)
-        if is_val:
-            validation(rnd)
-        elif step % cfg.checkpoint_every == 0 or phase_end:
-            checkpoint(tag_best=not has_val and phase_end)
-    if not ddp.on_main(lambda: (ckpt_dir / "best.pt").exists()):
-        checkpoint(tag_best=True)
-    if ctx.distributed:  # every replica must hold the same model: check, and say what each rank saw
-        ddp.sync_buffers(model)
-        replicas = ddp.all_gather({"rank": ctx.rank, "weights_sha256": ddp.state_checksum(model.state_dict()), "data_crc32": data_crc})
-        log({"step": step, "replicas": replicas})
-        if len({r["weights_sha256"] for r in replicas}) != 1:
-            raise RuntimeError(f"the {ctx.world_size} training processes ended with different weights")
-        if not ctx.is_main:
-            return ckpt_dir / "best.pt"
-    if cfg.calibrate and val:
-        from .calibrate import calibrate_decoding, debias_pitch_balanced
-
-        emit("status", {"message": "choosing decoding thresholds on the validation split"})
-        best_state = load_checkpoint(ckpt_dir / "best.pt")
-        model.load_state_dict(best_state["model"], strict=True)
-        if cfg.pitch_balanced and not best_state.get("debiased"):
-            # best.pt becomes release-ready: outputs are probabilities again (see debias_pitch_balanced)
-            debias_pitch_balanced(model, train)
-            best_state.update(model=model.state_dict(), debiased=True)
-            save_checkpoint(best_state, ckpt_dir / "best.pt")
-        model.eval()
-        decode, report = calibrate_decoding(model, val, device=device, base=spec.decode_config)
-        spec = RunSpec(spec.architecture, spec.model_config, spec.feature_config, spec.train_config, decode, spec.data, spec.init_from, spec.noise, spec.freeze, spec.patience)
-        (out / "config.json").write_text(json.dumps(spec.to_json(), indent=2) + "\n")
-        (out / "calibration.json").write_text(json.dumps(report, indent=1) + "\n")
-        emit("calibrated", report["chosen"])
-    emit("done", {"step": step, "best_f1": best_f1})
-    return ckpt_dir / "best.pt"
+    task = TranscriberTask(spec, initial_state=initial_state, cache=cache)
+    return Solver(task, out_dir=out_dir, resume=resume, device=device, on_event=on_event, validate_first=validate_first).run()

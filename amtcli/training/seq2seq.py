@@ -24,11 +24,7 @@ Checkpoints also hold the discriminator; releases do not.
 
 from __future__ import annotations
 
-import json
 import os
-import random
-import time
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,14 +35,13 @@ import torch
 import torch.nn.functional as F
 
 from ..config import DecodeConfig, FeatureConfig, from_dict, to_dict
+from ..datasets.manifest import manifest_path, read_manifest, row_path
 from ..errors import BadInput, DatasetNotFound
-from ..inference.tokens import PAD, START, Codec, segment_targets
 from ..notes import notes_to_rolls
-from . import distributed as ddp
-from .checkpoints import open_run, prune_checkpoints, save_checkpoint, step_path
-from .data import Example, load_examples, read_manifest
-from ..devices import resolve_precision
-from .loop import RunSpec, _rng_state, lr_at, restore_rank_rng
+from ..tokens import PAD, START, Codec, segment_targets
+from .data import Example, load_examples
+from .loop import RunSpec, lr_at
+from .solver import Schedule, Solver, Task, same_config
 
 Callback = Callable[[str, dict[str, Any]], None]
 
@@ -111,10 +106,10 @@ def load_unlabeled(
     for folder in map(Path, folders):
         if not folder.is_dir():
             raise DatasetNotFound(f"--unlabeled {folder}: no such folder")
-        if (folder / "manifest.jsonl").is_file():
+        if manifest_path(folder).is_file():
             for row in read_manifest(folder):
-                if row.get("split") == "train":
-                    jobs.append((folder / row["audio"], folder / row["features"] if row.get("features") else None))
+                if row["split"] == "train":
+                    jobs.append((row_path(folder, row, "audio"), row_path(folder, row, "features")))
         else:
             jobs += [(f, None) for f in find_audio_files([folder])]
     if not jobs:
@@ -238,7 +233,121 @@ def validate_tokens(model, examples: list[Example], *, device: str, decode: Deco
     return scores
 
 
-# ------------------------------------------------------------------------------------------- loop
+# ------------------------------------------------------------------------------------------- task
+
+
+class Seq2SeqTask(Task):
+    """The token Transformer's part of a run: labelled segments (teacher forcing), unlabeled segments
+    for the domain loss, whole-item validation. The loop calls the model's ``encode``/``decode``, not a
+    ``forward`` that DistributedDataParallel could hook, so under DDP the gradients of model and
+    discriminator are averaged over the ranks after each backward pass."""
+
+    ddp_wrap = False
+    rate_keys = ("tokens",)
+
+    def __init__(self, spec: Seq2SeqSpec):
+        self.spec = spec
+        self.architecture = spec.architecture
+
+    def schedule(self) -> Schedule:
+        c = self.spec.train_config
+        return Schedule(
+            steps=c.steps, seed=c.seed, precision=c.precision, threads=c.threads, val_every=c.val_every,
+            checkpoint_every=c.checkpoint_every, keep_checkpoints=c.keep_checkpoints, clip_grad=c.clip_grad,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return self.spec.to_json()
+
+    def resume_from(self, saved: dict[str, Any], *, where: Path) -> None:
+        spec = self.spec
+        self.check_same_model(saved, where=where, model_config=spec.model_config, feature_config=spec.feature_config)
+        try:
+            old = Seq2SeqSpec.from_json(saved)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BadInput(f"{where}: the checkpoint's run config is damaged ({type(exc).__name__}: {exc})") from None
+        asked = (spec.unlabeled, spec.domain_config)
+        if not same_config((old.unlabeled, old.domain_config), asked) and (spec.unlabeled or spec.domain_config != DomainConfig()):
+            raise BadInput(f"{where.parent.parent}: --resume with different --unlabeled / --domain-* settings than the run was started with")
+        self.spec = Seq2SeqSpec(old.architecture, old.model_config, old.feature_config, spec.train_config, old.decode_config, old.data, old.init_from, unlabeled=old.unlabeled, domain_config=old.domain_config)
+
+    def build(self, solver: Solver) -> dict[str, torch.nn.Module]:
+        from ..nets import build_model
+        from ..nets.transformer import DomainDiscriminator
+
+        spec = self.spec
+        model = build_model(spec.architecture, spec.model_config, spec.feature_config).to(solver.device)
+        if getattr(model, "output_kind", None) != "tokens":
+            raise BadInput(f"architecture {spec.architecture!r} does not write tokens (use amt train's own loop)")
+        self.mc = mc = model.config
+        disc = DomainDiscriminator(mc.d_model, mc.disc_hidden).to(solver.device)
+        self.device = solver.device
+        self.codec = model.codec
+        return {"model": model, "discriminator": disc}
+
+    def optimizer(self) -> torch.optim.Optimizer:
+        c = self.spec.train_config
+        return torch.optim.AdamW(self.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+
+    def load_data(self, solver: Solver) -> dict[str, Any]:
+        spec, cfg, fc = self.spec, self.spec.train_config, self.spec.feature_config
+
+        def on_progress(done: int, total: int) -> None:
+            solver.emit("load", {"done": done, "total": total})
+
+        self.train = load_examples(spec.data, split="train", feature_config=fc, on_progress=on_progress)
+        if not self.train:
+            raise BadInput(f"no training items in {', '.join(spec.data)} (split 'train')")
+        self.val = load_examples(spec.data, split="validation", feature_config=fc, limit=cfg.val_items) if solver.ctx.is_main else []
+        self.real: list[np.ndarray] = []
+        if spec.unlabeled:
+            solver.emit("status", {"message": "loading unlabeled audio"})
+            self.real = load_unlabeled(spec.unlabeled, feature_config=fc, on_progress=on_progress)
+        return {"train_items": len(self.train), "val_items": len(self.val), "unlabeled_items": len(self.real)}
+
+    def has_validation(self) -> bool:
+        return bool(self.val)
+
+    def lr(self, step: int) -> float:
+        return lr_at(step, self.spec.train_config)
+
+    def batch(self, rng: np.random.Generator, step: int):
+        cfg, fc, mc = self.spec.train_config, self.spec.feature_config, self.mc
+        x, y, rolls = sample_token_batch(self.train, batch_size=cfg.batch_size, segment_frames=mc.segment_frames, codec=self.codec, feature_config=fc, max_tokens=mc.max_tokens, rng=rng)
+        xr = sample_unlabeled_batch(self.real, batch_size=cfg.batch_size, segment_frames=mc.segment_frames, feature_config=fc, rng=rng) if self.real else None
+        return x, y, rolls, xr
+
+    def batch_bytes(self, batch) -> bytes:
+        return batch[0].tobytes()
+
+    def loss(self, batch, step: int):
+        x, y, rolls, xr = batch
+        model, disc, mc, device = self.modules["model"], self.modules["discriminator"], self.mc, self.device
+        targets = torch.from_numpy(y).to(device)
+        lam = domain_lambda(step, self.spec.domain_config)
+        with self.autocast():
+            memory_s = model.encode(torch.from_numpy(x).to(device))
+            logits = model.decode(memory_s, decoder_inputs(targets))
+            loss_tok, tok_acc = token_loss(logits, targets)
+            loss = loss_tok
+            record: dict[str, Any] = {"token_loss": float(loss_tok.detach()), "token_acc": tok_acc}
+            if mc.frame_loss_weight > 0:
+                # summed over keys (a mean over 88 mostly silent keys would make it vanish beside the token loss)
+                loss_frame = F.binary_cross_entropy_with_logits(model.frame_logits(memory_s), torch.from_numpy(rolls).to(device), reduction="none").sum(-1).mean()
+                loss = loss + mc.frame_loss_weight * loss_frame
+                record["frame_loss"] = float(loss_frame.detach())
+            if xr is not None:
+                memory_r = model.encode(torch.from_numpy(xr).to(device))
+                loss_dom, disc_acc = domain_loss(disc, memory_s, memory_r, scale=lam)
+                loss = loss + loss_dom
+                record.update(domain_loss=float(loss_dom.detach()), disc_acc=disc_acc, domain_lambda=lam)
+        record["tokens"] = int((targets != PAD).sum())
+        return loss, record
+
+    def validate(self) -> dict[str, float]:
+        scores = validate_tokens(self.modules["model"], self.val, device=self.device, decode=self.spec.decode_config)
+        self.modules["discriminator"].train()
+        return scores
 
 
 def train_seq2seq(
@@ -251,180 +360,8 @@ def train_seq2seq(
 ) -> Path:
     """Train (or resume) a token-Transformer run in ``out_dir``. Returns the path of the best checkpoint.
 
-    Inside a process group (torchrun, ``distributed.launch``) every rank draws its own labelled and
-    unlabeled batches (seed + rank) and the gradients of model and discriminator are averaged over
-    the ranks after each backward pass (:func:`distributed.average_gradients`: the loop calls the
-    model's ``encode``/``decode``, not a ``forward`` that DistributedDataParallel could hook); rank 0
-    alone validates, calls ``on_event`` and writes files.
+    Inside a process group (torchrun, :mod:`amtcli.training.launch`) every rank draws its own labelled
+    and unlabeled batches (seed + rank) and the gradients of model and discriminator are averaged over
+    the ranks after each backward pass; rank 0 alone validates, calls ``on_event`` and writes files.
     """
-    from ..nets import build_model
-    from ..nets.transformer import DomainDiscriminator
-
-    ctx = ddp.context()
-    emit = (on_event if ctx.is_main else None) or (lambda kind, data: None)
-    out = Path(out_dir)
-    ckpt_dir = out / "checkpoints"
-    cfg = spec.train_config
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-
-    def prepare() -> tuple[Seq2SeqSpec, dict[str, Any] | None]:
-        state = open_run(out, resume=resume)
-        if state is not None:
-            saved = Seq2SeqSpec.from_json(json.loads(state["config"]))
-            if (saved.architecture, saved.model_config, saved.feature_config) != (spec.architecture, spec.model_config, spec.feature_config):
-                raise BadInput(f"{out}: --resume with a different model or features than the run was started with")
-            if (saved.unlabeled, saved.domain_config) != (spec.unlabeled, spec.domain_config) and (spec.unlabeled or spec.domain_config != DomainConfig()):
-                raise BadInput(f"{out}: --resume with different --unlabeled / --domain-* settings than the run was started with")
-            return Seq2SeqSpec(saved.architecture, saved.model_config, saved.feature_config, cfg, saved.decode_config, saved.data, saved.init_from, unlabeled=saved.unlabeled, domain_config=saved.domain_config), state
-        return spec, None
-
-    spec, state = ddp.on_main(prepare)  # rank 0 reads the run; every rank gets the same state
-
-    rng = np.random.default_rng(cfg.seed + ctx.rank)  # each rank draws its own batches
-    torch.manual_seed(cfg.seed)
-    random.seed(cfg.seed)
-    fc = spec.feature_config
-    model = build_model(spec.architecture, spec.model_config, fc).to(device)
-    if getattr(model, "output_kind", None) != "tokens":
-        raise BadInput(f"architecture {spec.architecture!r} does not write tokens (use amt train's own loop)")
-    mc = model.config
-    disc = DomainDiscriminator(mc.d_model, mc.disc_hidden).to(device)
-    if ctx.distributed:
-        torch.manual_seed(cfg.seed + ctx.rank)  # dropout differs per rank; the weights start equal
-    optimizer = torch.optim.AdamW(list(model.parameters()) + list(disc.parameters()), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    step, best_f1 = 0, -1.0
-    if state is not None:
-        model.load_state_dict(state["model"], strict=True)
-        disc.load_state_dict(state["discriminator"], strict=True)
-        optimizer.load_state_dict(state["optimizer"])
-        step, best_f1 = int(state["step"]), float(state["best_f1"])
-        rng = restore_rank_rng(rng, state, ctx=ctx, seed=cfg.seed, step=step)
-        del state
-
-    emit("status", {"message": "loading training data"})
-    train = load_examples(spec.data, split="train", feature_config=fc, on_progress=lambda i, n: emit("load", {"done": i, "total": n}))
-    if not train:
-        raise BadInput(f"no training items in {', '.join(spec.data)} (split 'train')")
-    val = load_examples(spec.data, split="validation", feature_config=fc, limit=cfg.val_items) if ctx.is_main else []
-    has_val = bool(ddp.broadcast(bool(val)))
-    real: list[np.ndarray] = []
-    if spec.unlabeled:
-        emit("status", {"message": "loading unlabeled audio"})
-        real = load_unlabeled(spec.unlabeled, feature_config=fc, on_progress=lambda i, n: emit("load", {"done": i, "total": n}))
-    if ctx.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(spec.to_json(), indent=2) + "\n")
-
-    codec = model.codec
-    seg = mc.segment_frames
-    prec = resolve_precision(cfg.precision, device)
-    autocast_dtype = prec.dtype
-    dev_type = "cuda" if device.startswith("cuda") else "cpu"
-    scaler = torch.amp.GradScaler("cuda", enabled=autocast_dtype == torch.float16)
-    params = list(model.parameters()) + list(disc.parameters())
-    emit("start", {"step": step, "steps": cfg.steps, "train_items": len(train), "val_items": len(val), "unlabeled_items": len(real), "precision": str(prec), "processes": ctx.world_size})
-
-    def checkpoint(tag_best: bool) -> None:
-        rng_states = ddp.all_gather(_rng_state(rng))  # every rank's generators, for an exact resume
-        if not ctx.is_main:
-            return
-        payload = {
-            "model": model.state_dict(),
-            "discriminator": disc.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "step": step,
-            "best_f1": best_f1,
-            "rng": rng_states[0],
-            "config": json.dumps(spec.to_json()),
-        }
-        if ctx.distributed:
-            payload["rng_ranks"] = rng_states
-        save_checkpoint(payload, ckpt_dir / "last.pt")
-        save_checkpoint(payload, step_path(ckpt_dir, step))
-        prune_checkpoints(ckpt_dir, keep=cfg.keep_checkpoints)
-        if tag_best:
-            save_checkpoint(payload, ckpt_dir / "best.pt")
-
-    metrics_path = out / "metrics.jsonl"
-    model.train()
-    disc.train()
-    t_last, steps_since, tokens_since = time.perf_counter(), 0, 0
-    data_crc = 0  # what this rank trained on (ranks must differ); kept under DDP only
-    while step < cfg.steps:
-        x, y, rolls = sample_token_batch(train, batch_size=cfg.batch_size, segment_frames=seg, codec=codec, feature_config=fc, max_tokens=mc.max_tokens, rng=rng)
-        xr = sample_unlabeled_batch(real, batch_size=cfg.batch_size, segment_frames=seg, feature_config=fc, rng=rng) if real else None
-        if ctx.distributed:
-            data_crc = zlib.crc32(x.tobytes(), data_crc)
-        targets = torch.from_numpy(y).to(device)
-        lr = lr_at(step, cfg)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        lam = domain_lambda(step, spec.domain_config)
-        with torch.autocast(device_type=dev_type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
-            memory_s = model.encode(torch.from_numpy(x).to(device))
-            logits = model.decode(memory_s, decoder_inputs(targets))
-            loss_tok, tok_acc = token_loss(logits, targets)
-            loss = loss_tok
-            record: dict[str, Any] = {}
-            if mc.frame_loss_weight > 0:
-                # summed over keys (a mean over 88 mostly silent keys would make it vanish beside the token loss)
-                loss_frame = F.binary_cross_entropy_with_logits(model.frame_logits(memory_s), torch.from_numpy(rolls).to(device), reduction="none").sum(-1).mean()
-                loss = loss + mc.frame_loss_weight * loss_frame
-                record["frame_loss"] = float(loss_frame.detach())
-            if xr is not None:
-                memory_r = model.encode(torch.from_numpy(xr).to(device))
-                loss_dom, disc_acc = domain_loss(disc, memory_s, memory_r, scale=lam)
-                loss = loss + loss_dom
-                record.update(domain_loss=float(loss_dom.detach()), disc_acc=disc_acc, domain_lambda=lam)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        # mean over ranks of the gradients and the loss (a non-finite loss on any rank stops every rank)
-        (mean_loss,) = ddp.average_gradients(params, float(loss.detach()))
-        if not np.isfinite(mean_loss):
-            raise BadInput(f"the loss became {mean_loss} at step {step}: lower --lr or check the data")
-        scaler.unscale_(optimizer)
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.clip_grad))  # before the step
-        scaler.step(optimizer)
-        scaler.update()
-        step += 1
-        steps_since += 1
-        tokens_since += int((targets != PAD).sum()) * ctx.world_size
-        now = time.perf_counter()
-        record = {"step": step, "loss": mean_loss, "token_loss": float(loss_tok.detach()), "token_acc": tok_acc, **record, "lr": lr, "grad_norm": grad_norm}
-        if step % 10 == 0 or step == cfg.steps:
-            record["steps_per_s"] = steps_since / max(1e-9, now - t_last)
-            record["tokens_per_s"] = tokens_since / max(1e-9, now - t_last)
-            t_last, steps_since, tokens_since = now, 0, 0
-            if ctx.is_main:
-                with metrics_path.open("a") as f:
-                    f.write(json.dumps(record) + "\n")
-        emit("step", record)
-        is_val = has_val and (step % cfg.val_every == 0 or step == cfg.steps)
-        if is_val:
-            rec = None
-            if ctx.is_main:
-                scores = validate_tokens(model, val, device=device, decode=spec.decode_config)
-                rec = {"step": step, "val": scores, "best_f1": max(best_f1, scores["note_f1"]), "improved": scores["note_f1"] > best_f1}
-            rec = ddp.broadcast(rec)  # the others wait here while rank 0 validates
-            improved = rec.pop("improved")
-            best_f1 = rec["best_f1"]
-            if ctx.is_main:
-                with metrics_path.open("a") as f:
-                    f.write(json.dumps(rec) + "\n")
-            emit("val", rec)
-            checkpoint(tag_best=improved)
-        elif step % cfg.checkpoint_every == 0 or step == cfg.steps:
-            checkpoint(tag_best=not has_val and step == cfg.steps)
-    if not ddp.on_main(lambda: (ckpt_dir / "best.pt").exists()):
-        checkpoint(tag_best=True)
-    if ctx.distributed:  # every replica must hold the same weights
-        weights = {**model.state_dict(), **{f"discriminator.{k}": v for k, v in disc.state_dict().items()}}
-        replicas = ddp.all_gather({"rank": ctx.rank, "weights_sha256": ddp.state_checksum(weights), "data_crc32": data_crc})
-        if ctx.is_main:
-            with metrics_path.open("a") as f:
-                f.write(json.dumps({"step": step, "replicas": replicas}) + "\n")
-        if len({r["weights_sha256"] for r in replicas}) != 1:
-            raise RuntimeError(f"the {ctx.world_size} training processes ended with different weights")
-    emit("done", {"step": step, "best_f1": best_f1})
-    return ckpt_dir / "best.pt"
+    return Solver(Seq2SeqTask(spec), out_dir=out_dir, resume=resume, device=device, on_event=on_event).run()

@@ -40,8 +40,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..config import MIDI_MIN, N_KEYS
-from ..notes import NoteArray
+from .config import MIDI_MIN, N_KEYS
+from .notes import NoteArray
 
 PAD, START, EOS, TIE = 0, 1, 2, 3
 
@@ -349,7 +349,7 @@ def tokens_to_notes(
     Notes left open by one segment carry into the next through its tie section; notes still open at
     the end close at ``end_s``, and nothing lasts past it. Returns ``(notes, invalid token count)``.
     """
-    from ..notes import concat_notes
+    from .notes import concat_notes
 
     parts, invalid, carry = [], 0, {}
     for toks, s in zip(segments, starts_s):
