@@ -103,6 +103,20 @@ def test_resume_from_a_checkpoint_the_cli_wrote(model, sine_dataset, pair_datase
     _one_line_error(res, "different model")
 
 
+def test_a_run_from_before_a_config_field_existed_resumes(sine_dataset, tmp_path):
+    """A field added to a config class since the run started (with its default) is no difference."""
+    run, toml = tmp_path / "run", _toml(tmp_path, "unet-bilstm")
+    assert _invoke(_train_args("unet-bilstm", sine_dataset, run, toml, 1)).exit_code == 0
+    last = run / "checkpoints" / "last.pt"
+    state = load_checkpoint(last)
+    config = json.loads(state["config"])
+    del config["feature_config"]["kind"]  # as if written before the field existed (it is at its default)
+    state["config"] = json.dumps(config)
+    torch.save(state, last)
+    res = _invoke(_train_args("unet-bilstm", sine_dataset, run, toml, 2, "--resume"))
+    assert res.exit_code == 0, res.output
+
+
 def test_config_comparison_ignores_tuples_lists_and_key_order():
     from amtcli.training.solver import same_config
 

@@ -129,9 +129,26 @@ class Task:
         raise NotImplementedError
 
     def check_same_model(self, saved: dict[str, Any], *, where: Path, model_config: Any, feature_config: Any) -> None:
-        """The common resume check: same architecture, model and features."""
-        if saved.get("architecture") != self.architecture or not same_config(saved.get("model_config"), model_config) or not same_config(saved.get("feature_config"), feature_config):
-            raise BadInput(f"{where.parent.parent}: --resume with a different model or features than the run was started with")
+        """The common resume check: same architecture, model and features. Both sides are read
+        through their config classes first, so a field added since the run started (with its
+        default) is no difference."""
+        from ..config import FeatureConfig, from_dict
+        from ..nets import model_config_class
+
+        def read(cls, value):
+            try:
+                return value if not isinstance(value, dict) else from_dict(cls, value)
+            except BadInput as exc:
+                raise BadInput(f"{where}: {exc}") from None
+
+        different = f"{where.parent.parent}: --resume with a different model or features than the run was started with"
+        if saved.get("architecture") != self.architecture:
+            raise BadInput(different)
+        cls = model_config_class(self.architecture)
+        if not same_config(read(cls, saved.get("model_config")), read(cls, model_config)):
+            raise BadInput(different)
+        if not same_config(read(FeatureConfig, saved.get("feature_config")), read(FeatureConfig, feature_config)):
+            raise BadInput(different)
 
     # -- modules and data (model)
     def build(self, solver: Solver) -> dict[str, torch.nn.Module]:
