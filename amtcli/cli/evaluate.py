@@ -16,7 +16,6 @@ import typer
 from . import app
 from .common import DeviceOpt, OverwriteOpt, PrecisionOpt, console, err_console, handle_errors, progress
 
-RESERVED_TASKS = ("retrieval",)
 DEFAULT_MODEL = "synthetic"  # scored when neither --model nor --predictions is given
 
 
@@ -277,8 +276,6 @@ def evaluate(
     from ..errors import BadInput
 
     if task not in _TASKS:
-        if task in RESERVED_TASKS:
-            raise BadInput(f"--task {task} is not available in this version (available: {', '.join(_TASKS)})")
         raise BadInput(f"unknown --task {task!r} (available: {', '.join(_TASKS)})")
     _TASKS[task](
         {

@@ -26,6 +26,7 @@ from ..errors import BadInput, ChecksumError, ModelNotFound
 from . import hub
 from .registry import (  # noqa: F401
     RELEASE_FILES,
+    REQUIRED_FILES,
     FileInfo,
     ModelEntry,
     entry_from_folder,
@@ -176,7 +177,7 @@ def _resolve_entry(entry: ModelEntry, *, use_bundled: bool = True, on_bytes: hub
 
 def _resolve_hf_ref(spec: str, *, on_bytes: hub.OnBytes | None = None) -> Resolved:
     repo_id, revision = hub.parse_hf_ref(spec)
-    required, optional = ("config.json", "model.safetensors"), ("README.md",)
+    required, optional = REQUIRED_FILES, tuple(f for f in RELEASE_FILES if f not in REQUIRED_FILES)
     if hub.is_offline():
         paths = {f: hub.cached_path(repo_id, f, revision=revision) for f in required + optional}
         missing = [f for f in required if paths[f] is None]

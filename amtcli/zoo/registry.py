@@ -27,11 +27,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BadInput, ModelNotFound
+from .release import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME
 
 REGISTRY_FORMAT = 1
 REGISTRY_PATH = Path(__file__).with_name("registry.json")
-REQUIRED_FILES = ("config.json", "model.safetensors")
-RELEASE_FILES = ("config.json", "model.safetensors", "README.md")
+REQUIRED_FILES = (CONFIG_NAME, WEIGHTS_NAME)
+RELEASE_FILES = (*REQUIRED_FILES, CARD_NAME)
 
 _HEX40 = re.compile(r"^[0-9a-f]{40}$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
