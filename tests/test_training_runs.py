@@ -103,10 +103,9 @@ def test_resume_from_a_checkpoint_the_cli_wrote(model, sine_dataset, pair_datase
     _one_line_error(res, "different model")
 
 
-def test_a_run_from_before_a_config_field_existed_resumes(sine_dataset, tmp_path):
+def test_a_run_from_before_a_config_field_existed_resumes(one_step, sine_dataset, tmp_path):
     """A field added to a config class since the run started (with its default) is no difference."""
-    run, toml = tmp_path / "run", _toml(tmp_path, "unet-bilstm")
-    assert _invoke(_train_args("unet-bilstm", sine_dataset, run, toml, 1)).exit_code == 0
+    run, toml = _one_step_run(one_step, tmp_path)
     last = run / "checkpoints" / "last.pt"
     state = load_checkpoint(last)
     config = json.loads(state["config"])
@@ -217,16 +216,27 @@ def test_last_pt_never_claims_a_best_checkpoint_that_is_not_on_disk(sine_dataset
 # ---------------------------------------------------------------------------- damaged checkpoints
 
 
-def _one_step_run(sine_dataset, tmp_path) -> tuple[Path, Path]:
-    run, toml = tmp_path / "run", _toml(tmp_path, "unet-bilstm")
+@pytest.fixture(scope="module")
+def one_step(sine_dataset, tmp_path_factory) -> tuple[Path, Path]:
+    """A run of one step written by the CLI, and its --config file (copy the run before changing it)."""
+    root = tmp_path_factory.mktemp("one-step")
+    run, toml = root / "run", _toml(root, "unet-bilstm")
     res = _invoke(_train_args("unet-bilstm", sine_dataset, run, toml, 1))
     assert res.exit_code == 0, res.output
     return run, toml
 
 
+def _one_step_run(one_step, tmp_path) -> tuple[Path, Path]:
+    import shutil
+
+    run, toml = one_step
+    shutil.copytree(run, tmp_path / "run")
+    return tmp_path / "run", toml
+
+
 @pytest.mark.parametrize("damage", ["empty", "garbage", "not a dict", "no model", "wrong shapes", "wrong keys", "config not JSON"])
-def test_a_damaged_last_pt_is_one_line_naming_the_file(damage, sine_dataset, tmp_path):
-    run, toml = _one_step_run(sine_dataset, tmp_path)
+def test_a_damaged_last_pt_is_one_line_naming_the_file(damage, one_step, sine_dataset, tmp_path):
+    run, toml = _one_step_run(one_step, tmp_path)
     last = run / "checkpoints" / "last.pt"
     state = load_checkpoint(last)
     if damage == "empty":
@@ -252,15 +262,15 @@ def test_a_damaged_last_pt_is_one_line_naming_the_file(damage, sine_dataset, tmp
     _one_line_error(res, str(last))
 
 
-def test_a_damaged_checkpoint_is_one_line_for_export_too(sine_dataset, tmp_path):
-    run, _ = _one_step_run(sine_dataset, tmp_path)
+def test_a_damaged_checkpoint_is_one_line_for_export_too(one_step, tmp_path):
+    run, _ = _one_step_run(one_step, tmp_path)
     (run / "checkpoints" / "best.pt").write_bytes(b"")
     res = _invoke(["models", "export", str(run), "-o", str(tmp_path / "rel")])
     _one_line_error(res, "best.pt")
 
 
-def test_stale_temporary_checkpoints_are_removed(sine_dataset, tmp_path):
-    run, toml = _one_step_run(sine_dataset, tmp_path)
+def test_stale_temporary_checkpoints_are_removed(one_step, sine_dataset, tmp_path):
+    run, toml = _one_step_run(one_step, tmp_path)
     ckpts = run / "checkpoints"
     for name in (".step-000000099.pt.tmp", ".best.pt.tmp", ".last.pt.tmp"):
         (ckpts / name).write_bytes(b"half a checkpoint")
