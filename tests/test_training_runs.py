@@ -211,6 +211,10 @@ def test_last_pt_never_claims_a_best_checkpoint_that_is_not_on_disk(sine_dataset
             if state["best_f1"] >= 0:
                 assert best.exists(), f"crash at write {n} ({calls[n]}): last.pt claims a best F1 that best.pt lacks"
                 assert load_checkpoint(best)["best_f1"] >= state["best_f1"]
+        monkeypatch.undo()
+        train_transcriber(_unet_spec(sine_dataset, 3), out_dir=run, resume=True)  # and the run goes on from there
+        state = load_checkpoint(last)
+        assert state["step"] == 3 and load_checkpoint(best)["best_f1"] == state["best_f1"]
 
 
 # ---------------------------------------------------------------------------- damaged checkpoints

@@ -16,9 +16,9 @@ file, then ``os.replace``), best first and ``last.pt`` last: ``last.pt`` is the 
 it never claims a best checkpoint that is not on disk, and a crash at any moment leaves a run
 that resumes.
 
-A folder *holds a run* once it has a checkpoint. A folder with ``config.json`` and no checkpoint
-is a failed start (the data could not be read, or the process died before its first checkpoint):
-a new run may start there, and ``--resume`` starts it from step 0.
+A folder *holds a run* once it has ``last.pt`` or a ``step-*.pt``. A folder with ``config.json``
+and no such checkpoint is a failed start (the process died before its first checkpoint was
+committed): a new run may start there, and ``--resume`` starts it from step 0.
 """
 
 from __future__ import annotations
@@ -136,34 +136,40 @@ def remove_stale_temporaries(checkpoint_dir: Path) -> list[Path]:
     return stale
 
 
+def _step_files(checkpoint_dir: Path) -> list[Path]:
+    return sorted(p for p in checkpoint_dir.glob("step-*.pt") if _STEP_RE.search(p.name)) if checkpoint_dir.is_dir() else []
+
+
 def holds_run(out: Path) -> bool:
-    """Whether ``out`` holds a run: a checkpoint has been written there."""
-    ckpts = out / CHECKPOINT_DIR
-    return (ckpts / LAST).exists() or any(ckpts.glob("step-*.pt")) or (ckpts / BEST).exists()
+    """Whether ``out`` holds a run: it has ``last.pt`` or a ``step-*.pt`` (a best.pt alone is what
+    a process killed in its first checkpoint write leaves)."""
+    return (out / CHECKPOINT_DIR / LAST).exists() or bool(_step_files(out / CHECKPOINT_DIR))
 
 
 def open_run(out: Path, *, resume: bool, overwrite: bool = False) -> tuple[dict[str, Any] | None, Path | None]:
-    """Open the run folder ``out``: ``(state of checkpoints/last.pt, its path)`` when resuming a run
-    that has one, ``(None, None)`` for a run that starts at step 0.
+    """Open the run folder ``out``: ``(state, its path)`` of the checkpoint to resume from when
+    resuming a run (``last.pt``; the newest ``step-*.pt`` if a kill came between the two), else
+    ``(None, None)`` for a run that starts at step 0.
 
     A new run must not land on a run (unless ``overwrite``, which deletes its checkpoints and
     metrics); ``resume`` needs a run, or a failed start, to continue. Stale temporary checkpoints
-    are deleted, and a failed start's metrics are dropped.
+    are deleted, and what a failed start left (metrics, a first best.pt) too.
     """
     ckpts = out / CHECKPOINT_DIR
-    last = ckpts / LAST
     remove_stale_temporaries(ckpts)
-    if resume and last.is_file():
-        return load_checkpoint(last), last
+    steps = _step_files(ckpts)
+    if resume and (ckpts / LAST).is_file():
+        return load_checkpoint(ckpts / LAST), ckpts / LAST
+    if resume and steps:
+        return load_checkpoint(steps[-1]), steps[-1]
     if holds_run(out):
-        if resume:
-            raise BadInput(f"{out}: nothing to resume (no {CHECKPOINT_DIR}/{LAST}; the step-*.pt files can be copied to {LAST})")
         if not overwrite:
             raise OutputExists(f"{out}: a run is already there (use --resume to continue it, or another --out)")
         for p in list(ckpts.glob("*.pt")):
             p.unlink()
-    elif resume and not (out / CONFIG_NAME).is_file():
+    elif resume and not ((out / CONFIG_NAME).is_file() or (ckpts / BEST).is_file()):
         raise BadInput(f"{out}: nothing to resume (no {CHECKPOINT_DIR}/{LAST})")
+    (ckpts / BEST).unlink(missing_ok=True)  # a failed start's first checkpoint, never committed
     (out / METRICS_NAME).unlink(missing_ok=True)  # a failed start's (or an overwritten run's) records
     return None, None
 
