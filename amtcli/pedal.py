@@ -56,7 +56,9 @@ def read_pedal(midi) -> np.ndarray:
     return np.zeros((0, 2))
 
 
-def _release_clusters(offsets: np.ndarray, onsets: np.ndarray, *, tolerance_s: float, min_notes: int) -> list[np.ndarray]:
+def _release_clusters(
+    offsets: np.ndarray, onsets: np.ndarray, *, tolerance_s: float, min_notes: int
+) -> list[np.ndarray]:
     """Groups of note indices ``[(k,), ...]`` whose offsets lie within ``tolerance_s`` of the group's
     first offset, with at least ``min_notes`` notes and two distinct onsets (1 frame apart)."""
     order = np.argsort(offsets, kind="stable")

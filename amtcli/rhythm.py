@@ -394,7 +394,9 @@ def estimate_grid(
         grid = fixed_grid(tempo_bpm, duration_s=end, start_s=start, beats_per_bar=meters[0])
         return grid
     if onset_strength is None:
-        onset_strength = onset_strength_from_notes(notes, n_frames=int(np.ceil(end * frame_rate)) + 1, frame_rate=frame_rate)
+        onset_strength = onset_strength_from_notes(
+            notes, n_frames=int(np.ceil(end * frame_rate)) + 1, frame_rate=frame_rate
+        )
     beats = track_beats(onset_strength, frame_rate=frame_rate)
     if len(beats) < 4:
         return fixed_grid(DEFAULT_BPM, duration_s=end, start_s=start, beats_per_bar=meters[0])
@@ -418,10 +420,14 @@ def parse_quantize(spec: str) -> tuple[int, ...]:
         body = part[:-1] if triplet else part
         num, _, den = body.partition("/")
         if num != "1" or not den.isdigit() or int(den) not in (1, 2, 4, 8, 16, 32, 64):
-            raise BadInput(f"--quantize {spec!r}: use 1/4, 1/8, 1/16 or 1/32, optionally with t for triplets (1/8t), comma-separated")
+            raise BadInput(
+                f"--quantize {spec!r}: use 1/4, 1/8, 1/16 or 1/32, optionally with t for triplets (1/8t), comma-separated"
+            )
         per_beat = int(den) / 4 * (1.5 if triplet else 1.0)
         if per_beat < 1 or per_beat != int(per_beat):
-            raise BadInput(f"--quantize {part!r}: the grid must divide a quarter-note beat (1/4 or finer; triplets from 1/8t)")
+            raise BadInput(
+                f"--quantize {part!r}: the grid must divide a quarter-note beat (1/4 or finer; triplets from 1/8t)"
+            )
         steps.append(int(per_beat))
     return tuple(steps)
 
@@ -460,7 +466,9 @@ class QuantizeReport:
         return dict(self.__dict__)
 
 
-def quantize_positions(on: np.ndarray, off: np.ndarray, *, steps: tuple[int, ...] = (4,)) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def quantize_positions(
+    on: np.ndarray, off: np.ndarray, *, steps: tuple[int, ...] = (4,)
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Beat positions of onsets and offsets ``(n,)`` -> the nearest grid points and the grids used,
     ``(q_on, q_off, step_on, step_off)``, each ``(n,)``. Every result is a multiple of
     ``1 / lcm(steps)``.
@@ -490,7 +498,9 @@ def quantize_positions(on: np.ndarray, off: np.ndarray, *, steps: tuple[int, ...
     return q_on, q_off, s_on, s_off
 
 
-def quantize_notes(notes: NoteArray, grid: BeatGrid, *, steps: tuple[int, ...] = (4,), spec: str | None = None) -> tuple[NoteArray, QuantizeReport]:
+def quantize_notes(
+    notes: NoteArray, grid: BeatGrid, *, steps: tuple[int, ...] = (4,), spec: str | None = None
+) -> tuple[NoteArray, QuantizeReport]:
     """Move onsets, offsets and key releases to the nearest grid point (:func:`quantize_positions`).
 
     ``steps``: grid points per beat (:func:`parse_quantize`). Every note keeps at least one grid
@@ -503,7 +513,9 @@ def quantize_notes(notes: NoteArray, grid: BeatGrid, *, steps: tuple[int, ...] =
         quantize_positions(np.zeros(0), np.zeros(0), steps=steps)  # validates steps
         return notes, QuantizeReport(0, 0.0, 0.0, 0.0, 0, label)
     notes = notes.sorted()
-    q_on, q_off, s_on, s_off = quantize_positions(grid.to_beats(notes.onset_s), grid.to_beats(notes.offset_s), steps=steps)
+    q_on, q_off, s_on, s_off = quantize_positions(
+        grid.to_beats(notes.onset_s), grid.to_beats(notes.offset_s), steps=steps
+    )
     q_rel = np.clip(np.rint(grid.to_beats(notes.release_s) * s_off) / s_off, q_on + 1.0 / s_on, q_off)
     # one note per (pitch, program, onset): keep the longest
     keep = np.ones(len(notes), bool)
@@ -543,7 +555,9 @@ def quantize_notes(notes: NoteArray, grid: BeatGrid, *, steps: tuple[int, ...] =
 # ------------------------------------------------------------------------------------ MIDI maps
 
 
-def midi_tempo_map(grid: BeatGrid, *, resolution: int = 960, end_s: float | None = None) -> tuple[list[tuple[int, float]], list[tuple[int, int, int]]]:
+def midi_tempo_map(
+    grid: BeatGrid, *, resolution: int = 960, end_s: float | None = None
+) -> tuple[list[tuple[int, float]], list[tuple[int, int, int]]]:
     """The grid as a MIDI tempo map: ``([(tick, seconds_per_tick), ...], [(numerator, denominator, tick), ...])``.
 
     Tick 0 is 0 s and every beat of the grid lands on a whole quarter note, so notes keep their real

@@ -100,7 +100,9 @@ def split_hands(notes: NoteArray, *, onset_beats: np.ndarray | None = None, max_
     return right
 
 
-def assign_voices(onsets: list[Fraction], offsets: list[Fraction], *, max_voices: int = 3) -> tuple[list[int], list[Fraction]]:
+def assign_voices(
+    onsets: list[Fraction], offsets: list[Fraction], *, max_voices: int = 3
+) -> tuple[list[int], list[Fraction]]:
     """Voices for the chords of one staff, given in onset order: ``(voice of each chord, offsets)``.
 
     A chord goes to the first voice that is free at its onset; with all ``max_voices`` busy, it goes
@@ -207,7 +209,10 @@ def notes_to_score(
     score.insert(0, metadata.Metadata(title=title or "Transcription", composer="amt"))
     if two_staves:
         right = split_hands(notes, onset_beats=np.array([float(r[0]) for r in rows]))
-        staves = [("right", clef.TrebleClef(), [r for r, h in zip(rows, right) if h]), ("left", clef.BassClef(), [r for r, h in zip(rows, right) if not h])]
+        staves = [
+            ("right", clef.TrebleClef(), [r for r, h in zip(rows, right) if h]),
+            ("left", clef.BassClef(), [r for r, h in zip(rows, right) if not h]),
+        ]
     else:
         mean = float(np.mean(notes.pitch)) if len(notes) else 60.0
         staves = [("notes", clef.TrebleClef() if mean >= 60 else clef.BassClef(), rows)]

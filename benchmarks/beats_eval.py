@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/beats_eval.py                      # 24 held-out Nottingham tunes
     .venv/bin/python benchmarks/beats_eval.py --split train --n 40 # training-split tunes, to try changes on
+    .venv/bin/python benchmarks/beats_eval.py --startup            # what librosa's beat_track costs a new process
 
 Material: Nottingham tunes (quantized MIDI with time signatures; 2/4, 3/4 and 4/4 tunes, the test
 split of ``amt synth --split-by file``), each played through a known tempo curve (a base tempo of
@@ -55,7 +56,9 @@ def warp_notes(pm, *, rng):
     def to_s(qs):
         return np.interp(qs, q, sec)
 
-    warped = NoteArray(to_s(notes.onset_s * 2), to_s(notes.offset_s * 2), notes.pitch, notes.velocity, np.zeros(len(notes)))
+    warped = NoteArray(
+        to_s(notes.onset_s * 2), to_s(notes.offset_s * 2), notes.pitch, notes.velocity, np.zeros(len(notes))
+    )
     beats = to_s(np.arange(0, int(q_end)))
     downbeats = to_s(np.arange(0, int(q_end), num))
     return warped, beats, downbeats, num
@@ -84,6 +87,43 @@ def pick_tunes(root: Path, split: str, n: int):
     return out
 
 
+_STARTUP = """
+import time
+t = time.perf_counter()
+import numpy as np
+import librosa
+librosa.beat.beat_track(onset_envelope=np.random.default_rng(0).random(1000), sr=16000, hop_length=512)
+print(time.perf_counter() - t)
+"""
+
+
+def librosa_startup() -> None:
+    """Seconds from a new process to librosa's first beat_track: with an empty numba cache (the first
+    run after installing librosa) and with the cache that run left (every run after)."""
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        for label in ("empty numba cache", "numba cache filled"):
+            out = subprocess.run([sys.executable, "-c", _STARTUP], env=env, capture_output=True, text=True, check=True)
+            print(f"librosa.beat.beat_track, new process, {label}: {float(out.stdout.split()[-1]):.1f} s")
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import time; t = time.perf_counter(); import sys; sys.path.insert(0, %r); "
+            "import numpy as np; from amtcli.rhythm import track_beats; "
+            "track_beats(np.random.default_rng(0).random(1000), frame_rate=31.25); print(time.perf_counter() - t)"
+            % str(ROOT),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    print(f"amtcli.rhythm.track_beats, new process: {float(out.stdout.split()[-1]):.1f} s")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=os.environ.get("AMT_DATA", str(ROOT.parent / "shared" / "data")))
@@ -92,7 +132,13 @@ def main():
     ap.add_argument("--seconds", type=float, default=40.0)
     ap.add_argument("--soundfont", default="/usr/share/sounds/sf3/MuseScore_General.sf3")
     ap.add_argument("--model", default="synthetic")
+    ap.add_argument(
+        "--startup", action="store_true", help="only time librosa's and amt's beat tracker in new processes"
+    )
     args = ap.parse_args()
+    if args.startup:
+        librosa_startup()
+        return
 
     import mir_eval
     import torch
@@ -175,11 +221,15 @@ def main():
     print(f"{'onset envelope / tracker':32s} {'beat F':>7s} {'downbeat F':>10s} {'meter acc':>9s} {'s/tune':>7s}")
     for name, vals in rows.items():
         a = np.array(vals)
-        print(f"{name:32s} {a[:, 0].mean():7.3f} {a[:, 1].mean():10.3f} {a[:, 2].mean():9.3f} {timing.get(name, 0) / len(vals):7.3f}")
+        print(
+            f"{name:32s} {a[:, 0].mean():7.3f} {a[:, 1].mean():10.3f} {a[:, 2].mean():9.3f} {timing.get(name, 0) / len(vals):7.3f}"
+        )
     print("(the model's onset posteriors are what amt transcribe uses for frame models; CQT flux for token models)")
     for name, hits in key_hits.items():
         h = np.array(hits, dtype=float).reshape(-1, 2)
-        print(f"key (amtcli.score.estimate_key) from {name}: signature right {h[:, 0].mean():.3f}, key right {h[:, 1].mean():.3f} ({len(h)} tunes with one key)")
+        print(
+            f"key (amtcli.score.estimate_key) from {name}: signature right {h[:, 0].mean():.3f}, key right {h[:, 1].mean():.3f} ({len(h)} tunes with one key)"
+        )
 
 
 if __name__ == "__main__":

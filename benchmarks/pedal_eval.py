@@ -93,7 +93,9 @@ def main():
     paths = pick_performances(Path(args.data) / "midi" / "asap", args.split, args.n, args.per_piece)
     items = [load_item(p, args.seconds) for p in paths]
     n_ref = sum(len(r) for _, r in items)
-    print(f"{len(items)} {args.split} performances x {args.seconds:.0f} s, {n_ref} reference presses; window +-{args.window * 1000:.0f} ms")
+    print(
+        f"{len(items)} {args.split} performances x {args.seconds:.0f} s, {n_ref} reference presses; window +-{args.window * 1000:.0f} ms"
+    )
     if args.tune:
         grid = itertools.product((0.03, 0.05, 0.08), (2, 3, 4), (0.05, 0.1, 0.2, 0.3), (0.0, 0.1, 0.2, 0.3))
         results = []

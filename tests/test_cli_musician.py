@@ -34,7 +34,18 @@ def test_threshold_help_is_the_documented_meaning():
 
 def test_explain_prints_the_settings_in_use(wav, tmp_path):
     r = runner.invoke(
-        app, ["transcribe", str(wav), "-o", str(tmp_path / "e.mid"), "--model", "tiny-test", "--onset-threshold", "0.7", "--explain"],
+        app,
+        [
+            "transcribe",
+            str(wav),
+            "-o",
+            str(tmp_path / "e.mid"),
+            "--model",
+            "tiny-test",
+            "--onset-threshold",
+            "0.7",
+            "--explain",
+        ],
         env={"COLUMNS": "300"},
     )
     assert r.exit_code == 0, r.output
@@ -46,10 +57,14 @@ def test_explain_prints_the_settings_in_use(wav, tmp_path):
 def test_musicxml_by_suffix_and_by_format(wav, tmp_path):
     from music21 import converter
 
-    r = runner.invoke(app, ["transcribe", str(wav), "-o", str(tmp_path / "s.musicxml"), "--model", "tiny-test", "--tempo", "120"])
+    r = runner.invoke(
+        app, ["transcribe", str(wav), "-o", str(tmp_path / "s.musicxml"), "--model", "tiny-test", "--tempo", "120"]
+    )
     assert r.exit_code == 0, r.output
     converter.parse(str(tmp_path / "s.musicxml"))
-    r = runner.invoke(app, ["transcribe", str(wav), "-o", str(tmp_path / "out"), "--format", "musicxml", "--model", "tiny-test"])
+    r = runner.invoke(
+        app, ["transcribe", str(wav), "-o", str(tmp_path / "out"), "--format", "musicxml", "--model", "tiny-test"]
+    )
     assert r.exit_code == 0, r.output
     assert (tmp_path / "out" / "in.musicxml").exists()
     # never overwritten without --overwrite
@@ -82,8 +97,23 @@ def test_tempo_quantize_pedal_and_confidence_velocity(wav, tmp_path):
     out = tmp_path / "q.mid"
     r = runner.invoke(
         app,
-        ["transcribe", str(wav), "-o", str(out), "--model", "tiny-test", "--tempo", "90", "--quantize", "1/8",
-         "--pedal", "--velocity-from", "confidence", "--beats-per-bar", "3"],
+        [
+            "transcribe",
+            str(wav),
+            "-o",
+            str(out),
+            "--model",
+            "tiny-test",
+            "--tempo",
+            "90",
+            "--quantize",
+            "1/8",
+            "--pedal",
+            "--velocity-from",
+            "confidence",
+            "--beats-per-bar",
+            "3",
+        ],
     )
     assert r.exit_code == 0, r.output
     assert "90 BPM" in r.output and "3/4" in r.output and "quantized" in r.output and "sustain pedal" in r.output
@@ -95,7 +125,9 @@ def test_tempo_quantize_pedal_and_confidence_velocity(wav, tmp_path):
 
 def test_json_has_confidence_and_beats(wav, tmp_path):
     out = tmp_path / "n.json"
-    r = runner.invoke(app, ["transcribe", str(wav), "-o", str(out), "--model", "tiny-test", "--quantize", "1/16", "--min-note-s", "0"])
+    r = runner.invoke(
+        app, ["transcribe", str(wav), "-o", str(out), "--model", "tiny-test", "--quantize", "1/16", "--min-note-s", "0"]
+    )
     assert r.exit_code == 0, r.output
     data = json.loads(out.read_text())
     assert "beats_s" in data and "time_signature" in data
@@ -121,7 +153,9 @@ def test_known_piece_to_musicxml_with_the_bundled_model(tmp_path):
         assert r.exit_code == 0, r.output
     notes = json.loads((tmp_path / "m.json").read_text())["notes"]
     score = converter.parse(str(tmp_path / "m.musicxml"))
-    got = sorted((float(n.offset), p.midi) for part in score.parts for n in part.stripTies().flatten().notes for p in n.pitches)
+    got = sorted(
+        (float(n.offset), p.midi) for part in score.parts for n in part.stripTies().flatten().notes for p in n.pitches
+    )
     assert sorted(p for _, p in got) == sorted(n["pitch"] for n in notes)
     assert set(seq) <= {p for _, p in got}
     on = np.array([t for t, _ in got])

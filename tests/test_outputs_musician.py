@@ -25,7 +25,14 @@ def played(n_beats=24, period=0.6, start=0.4):
         rows.append((t, t + 0.55, 67 + (i % 5), 80))
     notes = NoteArray.from_lists(rows)
     rng = np.random.default_rng(0)
-    return NoteArray(notes.onset_s, notes.offset_s, notes.pitch, notes.velocity, notes.program, confidence=rng.uniform(0.3, 1.0, len(notes)))
+    return NoteArray(
+        notes.onset_s,
+        notes.offset_s,
+        notes.pitch,
+        notes.velocity,
+        notes.program,
+        confidence=rng.uniform(0.3, 1.0, len(notes)),
+    )
 
 
 def test_formats_table_has_musicxml():
@@ -64,7 +71,9 @@ def test_quantize_report_and_json_beats(tmp_path):
     notes = played()
     rng = np.random.default_rng(1)
     jitter = rng.uniform(-0.03, 0.03, len(notes))
-    sloppy = NoteArray(notes.onset_s + jitter, notes.offset_s + jitter, notes.pitch, notes.velocity, notes.program, notes.confidence)
+    sloppy = NoteArray(
+        notes.onset_s + jitter, notes.offset_s + jitter, notes.pitch, notes.velocity, notes.program, notes.confidence
+    )
     rep = write_transcription(sloppy, tmp_path / "q.json", options=OutputOptions(quantize="1/8", tempo_bpm=100.0))
     data = json.loads((tmp_path / "q.json").read_text())
     assert data["time_signature"] == rep.grid.time_signature and len(data["beats_s"]) == len(rep.grid.beats_s)

@@ -21,14 +21,25 @@ def parse(path):
     for k, part in enumerate(score.parts):
         for n in part.stripTies().flatten().notes:
             for p in n.pitches:
-                out.append((k, Fraction(n.offset).limit_denominator(48), p.midi, Fraction(n.quarterLength).limit_denominator(48)))
+                out.append(
+                    (
+                        k,
+                        Fraction(n.offset).limit_denominator(48),
+                        p.midi,
+                        Fraction(n.quarterLength).limit_denominator(48),
+                    )
+                )
     return sorted(out), score
 
 
 def test_key_estimates():
     # I-IV-V-I in E-flat major, and in A minor (with the raised leading tone)
-    eb = [(i, i + 1, p) for i, chord in enumerate([(63, 67, 70), (68, 72, 75), (70, 74, 77), (63, 67, 70)]) for p in chord]
-    am = [(i, i + 1, p) for i, chord in enumerate([(57, 60, 64), (62, 65, 69), (64, 68, 71), (57, 60, 64)]) for p in chord]
+    eb = [
+        (i, i + 1, p) for i, chord in enumerate([(63, 67, 70), (68, 72, 75), (70, 74, 77), (63, 67, 70)]) for p in chord
+    ]
+    am = [
+        (i, i + 1, p) for i, chord in enumerate([(57, 60, 64), (62, 65, 69), (64, 68, 71), (57, 60, 64)]) for p in chord
+    ]
     assert estimate_key(NoteArray.from_lists(eb)) == (3, "major")
     assert estimate_key(NoteArray.from_lists(am)) == (9, "minor")
     assert key_sharps(3, "major") == -3 and key_sharps(9, "minor") == 0 and key_sharps(7, "major") == 1
@@ -54,7 +65,9 @@ def test_assign_voices_overlaps_and_the_voice_cap():
     assert voice == [0, 1, 1]
     assert offs == off
     # a third overlapping chord with only 2 voices: the voice that frees first is cut short
-    voice, offs = assign_voices([Fraction(0), Fraction(0.5), Fraction(1)], [Fraction(4), Fraction(3), Fraction(2)], max_voices=2)
+    voice, offs = assign_voices(
+        [Fraction(0), Fraction(0.5), Fraction(1)], [Fraction(4), Fraction(3), Fraction(2)], max_voices=2
+    )
     assert voice == [0, 1, 1] and offs[1] == Fraction(1)
 
 
@@ -62,10 +75,18 @@ def grid_piece():
     """A known piece on the grid at 120 BPM, 3/4: a chord, a tie over the bar line, rests, two voices."""
     q = 0.5  # seconds per quarter
     rows = [
-        (0 * q, 1 * q, 72), (1 * q, 1.5 * q, 74), (1.5 * q, 2 * q, 76), (2 * q, 4 * q, 77),  # F5 tied over bar 1-2
+        (0 * q, 1 * q, 72),
+        (1 * q, 1.5 * q, 74),
+        (1.5 * q, 2 * q, 76),
+        (2 * q, 4 * q, 77),  # F5 tied over bar 1-2
         (5 * q, 6 * q, 79),  # beat 3 of bar 2, after a rest
-        (6 * q, 9 * q, 67), (6 * q, 7 * q, 72), (7 * q, 8 * q, 74),  # a held G4 under moving notes: two voices
-        (0 * q, 3 * q, 48), (0 * q, 3 * q, 55), (3 * q, 6 * q, 43), (7.5 * q, 8 * q, 50),
+        (6 * q, 9 * q, 67),
+        (6 * q, 7 * q, 72),
+        (7 * q, 8 * q, 74),  # a held G4 under moving notes: two voices
+        (0 * q, 3 * q, 48),
+        (0 * q, 3 * q, 55),
+        (3 * q, 6 * q, 43),
+        (7.5 * q, 8 * q, 50),
     ]
     return NoteArray.from_lists(rows)
 
@@ -103,20 +124,26 @@ def test_played_notes_land_on_the_grid_with_the_same_pitches_and_count(tmp_path,
     played = NoteArray(
         g.to_seconds(on_b) + rng.uniform(-0.02, 0.02, len(known)),
         g.to_seconds(off_b) + rng.uniform(-0.02, 0.02, len(known)),
-        known.pitch, known.velocity, known.program,
+        known.pitch,
+        known.velocity,
+        known.program,
     )
     got, _ = parse(write_musicxml(played, tmp_path / "played.musicxml", grid=g, steps=(4,)))
     assert len(got) == len(known)
     assert sorted(p for _, _, p, _ in got) == sorted(known.pitch.tolist())
     # onsets relative to the first note: the known quarter positions
     first = min(o for _, o, _, _ in got)
-    assert sorted((o - first, p) for _, o, p, _ in got) == sorted((Fraction(o).limit_denominator(8), int(p)) for o, p in zip(on_b, known.pitch))
+    assert sorted((o - first, p) for _, o, p, _ in got) == sorted(
+        (Fraction(o).limit_denominator(8), int(p)) for o, p in zip(on_b, known.pitch)
+    )
 
 
 def test_pickup_bar_and_flat_key(tmp_path):
     # E-flat major, 4/4 with one pickup beat: the first bar line falls on the second beat
     g = BeatGrid(np.arange(0, 8.5, 0.5), beats_per_bar=4, first_downbeat=1)
-    rows = [(0.0, 0.5, 70)] + [(0.5 + 0.5 * i, 1.0 + 0.5 * i, p) for i, p in enumerate([63, 67, 70, 75, 74, 72, 70, 68])]
+    rows = [(0.0, 0.5, 70)] + [
+        (0.5 + 0.5 * i, 1.0 + 0.5 * i, p) for i, p in enumerate([63, 67, 70, 75, 74, 72, 70, 68])
+    ]
     rows += [(0.5, 2.5, 51), (2.5, 4.5, 44)]
     got, score = parse(write_musicxml(NoteArray.from_lists(rows), tmp_path / "pickup.musicxml", grid=g))
     # the first downbeat (E-flat, at 0.5 s) sits at the start of a bar
