@@ -8,9 +8,10 @@ Beat tracking follows Ellis (2007), the dynamic program librosa's ``beat_track``
 estimated from the autocorrelation of an onset-strength envelope (with a log-normal prior around
 120 BPM), then the beat sequence that best balances landing on strong onsets against keeping the
 period is found by dynamic programming. It is reimplemented here in numpy because librosa's
-version is compiled by numba at first use (80 s once, then 8 s at every process start on the
-2-core build machine), which every ``amt transcribe`` would pay; ``benchmarks/beats_eval.py``
-scores both on the same material.
+version is compiled by numba: from a new process to its first beat, 172 s with an empty numba cache
+and 36 s with a filled one, against 1.4 s for this module (``benchmarks/beats_eval.py --startup``,
+2 shared cores under load), a cost every ``amt transcribe`` would pay. ``benchmarks/beats_eval.py``
+also scores both trackers on the same material (this one is more accurate there).
 
 Downbeats and meter come from the notes: for 2, 3 and 4 beats per bar and every phase, how much
 more the beats at bar starts carry (note onsets, bass notes, long notes, harmonic change) than the
