@@ -29,7 +29,7 @@ import os
 import random
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -391,10 +391,6 @@ class Solver:
         except (KeyError, TypeError, ValueError, RuntimeError, IndexError, json.JSONDecodeError) as exc:
             raise BadInput(f"{where}: damaged training checkpoint ({ck.first_line(exc)})") from None
 
-    def _steps(self) -> Iterator[None]:
-        while self.task.next_phase(self):
-            yield
-
     def _train(self) -> None:
         task, ctx, sched = self.task, self.ctx, self.schedule
         params = task.parameters()
@@ -402,7 +398,7 @@ class Solver:
         rates = dict.fromkeys(task.rate_keys, 0)
         task.train_mode()
         t_last, steps_since = time.perf_counter(), 0
-        for _ in self._steps():
+        while task.next_phase(self):
             t0 = time.perf_counter()
             batch = task.batch(self.rng, self.step)
             if ctx.distributed:
