@@ -221,7 +221,59 @@ def open_dataset(out_dir: Path, config: SynthConfig, *, overwrite: bool, sources
     if len(done) != n_lines:
         # a crash, a deleted file or a torn line: keep the complete items only (they are re-rendered)
         write_manifest(out_dir, list(done.values()))
+    _remove_strays(out_dir, done)
     return done
+
+
+_ITEM_FILE = re.compile(r"^[A-Za-z0-9_]+-[0-9a-f]{10}-\d{2,}\.(?:flac|wav|mid|npy)$")
+_TEMP_FILE = re.compile(r"^\.[A-Za-z0-9_]+-[0-9a-f]{10}-\d{2,}\.(?:flac|wav|mid|npy)\.tmp$")
+LOCK_NAME = ".amt-synth.lock"
+
+
+def _remove_strays(out_dir: Path, done: dict[str, dict]) -> list[Path]:
+    """Delete the item files no manifest record lists and stale temporary files, so the folder holds
+    what its manifest says: workers of a killed run may have rendered items nobody listed, and a
+    crash leaves ``.<name>.tmp`` files. Only names this writer makes are touched (``<id>.flac``,
+    ``.<id>.mid.tmp``, ...); anything else in the folder is left alone. Returns what was removed."""
+    listed = {os.path.normpath(rec[k]) for rec in done.values() for k in ("audio", "label", "features") if rec.get(k)}
+    removed = []
+    for sub in ("audio", "labels", "features"):
+        folder = out_dir / sub
+        if not folder.is_dir():
+            continue
+        for path in folder.iterdir():
+            stray = _ITEM_FILE.match(path.name) and os.path.join(sub, path.name) not in listed
+            if path.is_file() and (stray or _TEMP_FILE.match(path.name)):
+                path.unlink()
+                removed.append(path)
+    for name in (".dataset.json.tmp", ".manifest.jsonl.tmp"):
+        if (out_dir / name).is_file():
+            (out_dir / name).unlink()
+            removed.append(out_dir / name)
+    return removed
+
+
+def lock_dataset(out_dir: Path):
+    """Hold ``out_dir/.amt-synth.lock`` (an exclusive ``flock``) while writing the dataset; returns the
+    open lock file (close it to release). Forked workers inherit it, so the folder stays locked
+    until they are gone too. Raises :class:`OutputExists` when another run holds it."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputExists(f"{out_dir}: exists and is not a folder")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lock = open(out_dir / LOCK_NAME, "a")
+    try:
+        import fcntl
+    except ImportError:  # not a POSIX system: no locking
+        return lock
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        lock.close()
+        raise OutputExists(
+            f"{out_dir}: another `amt synth` (or its worker processes) is writing this dataset; wait for it to "
+            "finish, or use another folder"
+        ) from None
+    return lock
 
 
 # ------------------------------------------------------------------------------------ rendering
@@ -421,7 +473,12 @@ def render_items(sources: list[tuple[Source, list[int]]], out_dir: Path, config:
     return ChunkResult(records, problems, len(sources))
 
 
-def _worker_init(features: bool = False):
+def _worker_init(features: bool = False, parent_pid: int | None = None):
+    # a worker dies with the command: orphans would render items no manifest lists (see amtcli.workers)
+    if parent_pid is not None:
+        from ..workers import die_with_parent
+
+        die_with_parent(parent_pid)
     # each worker renders on one core; torch (features only) must not spawn a thread per core
     if features:
         import torch
@@ -507,7 +564,12 @@ def build_dataset(
         raise BadInput("no MIDI files (*.mid, *.midi) in the given sources")
     # a seeded shuffle, stable when files are added: order by a hash of each key
     found.sort(key=lambda pk: _unit_hash(f"order:{config.seed}:{pk[1]}"))
-    done = open_dataset(out_dir, config, overwrite=overwrite, sources=[str(Path(s).resolve()) for s in sources])
+    lock = lock_dataset(out_dir)  # held until the end (by the workers too): a second run is refused
+    try:
+        done = open_dataset(out_dir, config, overwrite=overwrite, sources=[str(Path(s).resolve()) for s in sources])
+    except BaseException:
+        lock.close()
+        raise
     summary = SynthSummary(seconds_total=sum(r.get("duration_s", 0.0) for r in done.values()))
     cap_s = max_hours * 3600.0 if max_hours else None
 
@@ -565,7 +627,7 @@ def build_dataset(
         else:
             import multiprocessing as mp
 
-            with mp.get_context("fork").Pool(workers, initializer=_worker_init, initargs=(config.features,)) as pool:
+            with mp.get_context("fork").Pool(workers, initializer=_worker_init, initargs=(config.features, os.getpid())) as pool:
                 for result in pool.imap_unordered(_work, chunks()):
                     consume(result)
                     if cap_s is not None and summary.seconds_total >= cap_s:
@@ -574,6 +636,7 @@ def build_dataset(
                 pool.terminate()
     finally:
         manifest.close()
+        lock.close()
     if cap_s is not None and summary.seconds_total >= cap_s:
         summary.stopped_at_cap = True
     return summary

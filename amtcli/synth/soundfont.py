@@ -24,6 +24,7 @@ import numpy as np
 
 from ..errors import BadInput, MissingDependency, SoundfontNotFound
 from ..notes import NoteArray
+from ..workers import dying_with_parent
 
 FLUIDSYNTH_BLOCK = 64  # samples; FLUID_BUFSIZE, fixed when FluidSynth is compiled
 _SYSTEM_SOUNDFONTS = (
@@ -259,7 +260,7 @@ def render_batch(
             "-o", f"synth.polyphony={polyphony}", "-o", "synth.dynamic-sample-loading=1",
             "-o", "synth.cpu-cores=1", str(sf_path), str(mid),
         ]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        proc = subprocess.run(dying_with_parent(cmd), capture_output=True, text=True)  # no orphan after kill -9
         if proc.returncode != 0 or not raw.exists():
             msg = (proc.stderr or proc.stdout or "").strip().splitlines()
             raise MissingDependency(f"fluidsynth failed on {sf_path.name}: {msg[-1] if msg else f'exit {proc.returncode}'}")
