@@ -16,6 +16,10 @@ first of the optional fields ``piece``, ``source``, ``source_midi``, ``midi`` na
 piece that groups items rendered from one MIDI file (default: the item's ``id``). The writer adds
 more fields (renderer, soundfont, augmentation...) that readers may ignore.
 
+Paths are relative to the dataset folder and stay inside it: an absolute path, ``~`` or a ``..``
+part makes the line a bad line (a crafted manifest must not make amt read, or a rerun of
+``amt synth`` delete, files elsewhere).
+
 A torn line: the writer appends whole lines, so a crash or kill while writing can cut short only
 the *last* line. Every reader skips a torn last line (and says so in ``Manifest.torn``); any other
 line that is not a JSON object with the required fields is an error naming the file and the line.
@@ -26,7 +30,7 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ..errors import DatasetNotFound
@@ -73,6 +77,17 @@ def manifest_path(path: str | os.PathLike) -> Path:
     return path if path.name == MANIFEST_NAME and not path.is_dir() else path / MANIFEST_NAME
 
 
+def _path_problem(field: str, value: str) -> str | None:
+    """Why ``value`` does not name a file inside the dataset folder: absolute, ``~``, a ``..`` part,
+    a backslash or a NUL. Checked on the text, so a dataset may hold symlinked sub-folders."""
+    if "\0" in value or "\\" in value:
+        return f"{field} {value!r} is not a plain relative path"
+    parts = PurePosixPath(value).parts
+    if value.startswith(("/", "~")) or ".." in parts or not parts:
+        return f"{field} {value!r} leaves the dataset folder"
+    return None
+
+
 def _problem(row: Any) -> str | None:
     if not isinstance(row, dict):
         return f"a {type(row).__name__}, not an object"
@@ -81,6 +96,11 @@ def _problem(row: Any) -> str | None:
         return f"no {', '.join(missing)}"
     if row.get("features") is not None and not isinstance(row["features"], str):
         return f"features {row['features']!r} is not a path"
+    for field in PATH_FIELDS:
+        if row.get(field):
+            problem = _path_problem(field, row[field])
+            if problem is not None:
+                return problem
     return None
 
 
@@ -133,7 +153,12 @@ def row_path(folder: str | os.PathLike, row: dict[str, Any], field: str) -> Path
     if field not in PATH_FIELDS:
         raise ValueError(f"{field!r} is not a path field of a manifest line")
     value = row.get(field)
-    return Path(folder) / value if value else None
+    if not value:
+        return None
+    problem = _path_problem(field, value) if isinstance(value, str) else f"{field} {value!r} is not a path"
+    if problem is not None:
+        raise DatasetNotFound(f"{folder}: {problem}")
+    return Path(folder) / value
 
 
 def write_manifest(folder: str | os.PathLike, rows: list[dict[str, Any]]) -> Path:
