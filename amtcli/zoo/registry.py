@@ -82,6 +82,13 @@ class ModelEntry:
 
         if not _NAME.match(name):
             raise bad("names are lower case letters, digits, '.', '_' and '-'")
+        if not isinstance(data, dict):
+            raise bad(f"an entry is an object, not {type(data).__name__}")
+        for key in ("bundled", "repo_id", "revision"):
+            if data.get(key) is not None and not isinstance(data[key], str):
+                raise bad(f"{key} must be a string or null, not {data[key]!r}")
+        if data.get("bundled") and not _NAME.match(data["bundled"]):
+            raise bad(f"bundled {data['bundled']!r} must be a folder name under models/, not a path")
         try:
             files = {
                 fname: FileInfo(sha256=str(info["sha256"]).lower(), size=int(info["size"]))
@@ -97,7 +104,7 @@ class ModelEntry:
                 revision=(data.get("revision") or None),
                 metrics=dict(data.get("metrics") or {}),
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError, AttributeError) as exc:  # e.g. "size": Infinity
             raise bad(f"malformed entry ({type(exc).__name__}: {exc})") from None
         for fname in REQUIRED_FILES:
             if fname not in files:
@@ -152,9 +159,13 @@ def load_registry(path: str | os.PathLike | None = None) -> dict[str, ModelEntry
         raise ModelNotFound(f"{path}: the model registry is missing ({hint})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BadInput(f"{path}: not valid JSON ({exc})") from None
-    if data.get("format_version") != REGISTRY_FORMAT:
-        raise BadInput(f"{path}: registry format {data.get('format_version')!r} is not {REGISTRY_FORMAT}")
-    return {name: ModelEntry.from_json(name, entry, where=str(path)) for name, entry in data.get("models", {}).items()}
+    if not isinstance(data, dict) or data.get("format_version") != REGISTRY_FORMAT:
+        found = data.get("format_version") if isinstance(data, dict) else type(data).__name__
+        raise BadInput(f"{path}: registry format {found!r} is not {REGISTRY_FORMAT}")
+    models = data.get("models", {})
+    if not isinstance(models, dict):
+        raise BadInput(f"{path}: 'models' must be an object of name -> entry")
+    return {name: ModelEntry.from_json(name, entry, where=str(path)) for name, entry in models.items()}
 
 
 def save_registry(entries: dict[str, ModelEntry], path: str | os.PathLike | None = None) -> Path:

@@ -141,7 +141,7 @@ def load_release(folder: str | os.PathLike, *, device: str = "cpu", expect_featu
         model = build_model(cfg.architecture, cfg.model_config, cfg.feature_config)
     except BadInput as exc:  # an unknown architecture, a model_config field of the wrong type
         raise ConfigMismatch(f"{folder / CONFIG_NAME}: {exc}") from None
-    except (ValueError, RuntimeError, TypeError) as exc:  # sizes torch cannot build (negative, zero)
+    except (ValueError, RuntimeError, TypeError, ArithmeticError, IndexError) as exc:  # sizes torch cannot build (negative, zero, inf)
         raise ConfigMismatch(f"{folder / CONFIG_NAME}: model_config does not build a {cfg.architecture!r} ({_first_line(exc)})") from None
     try:
         state = load_file(str(weights))
