@@ -42,3 +42,44 @@ def test_evaluate_maps_reads_amt_data(tmp_path, monkeypatch):
     r = runner.invoke(app, ["evaluate", "--dataset", "maps", "--device", "cpu"])
     assert r.exit_code == 0, r.output
     assert "maps" in r.output and "synthetic" in r.output
+
+
+@pytest.fixture
+def captured_run(monkeypatch, tmp_path):
+    """`amt finetune` up to the training: the arguments run_finetune was called with (nothing trains)."""
+    from amtcli.training import finetune
+
+    calls = []
+    monkeypatch.setattr(finetune, "run_finetune", lambda **kw: calls.append(kw))
+    monkeypatch.chdir(tmp_path)
+    return calls
+
+
+def test_finetune_without_out_gets_a_run_folder_named_after_the_transfer(captured_run, tmp_path):
+    r = runner.invoke(app, ["finetune", "--from", "synthetic", "--to", "guitarset"])
+    assert r.exit_code == 0, r.output
+    assert str(captured_run[-1]["out"]) == "runs/synthetic-to-guitarset"
+    assert "runs/synthetic-to-guitarset" in r.output
+
+
+def test_finetune_never_reuses_an_existing_run_folder_silently(captured_run, tmp_path):
+    (tmp_path / "runs" / "synthetic-to-guitarset").mkdir(parents=True)
+    (tmp_path / "runs" / "synthetic-to-guitarset" / "metrics.jsonl").write_text("{}\n")
+    r = runner.invoke(app, ["finetune", "--from", "synthetic", "--to", "guitarset"])
+    assert r.exit_code == 0, r.output
+    assert str(captured_run[-1]["out"]) == "runs/synthetic-to-guitarset-2"
+    assert "runs/synthetic-to-guitarset-2" in r.output and "already" in r.output
+    # --resume continues the latest of them; an explicit --out is used as given
+    (tmp_path / "runs" / "synthetic-to-guitarset-2").mkdir()
+    r = runner.invoke(app, ["finetune", "--from", "synthetic", "--to", "guitarset", "--resume"])
+    assert r.exit_code == 0, r.output
+    assert str(captured_run[-1]["out"]) == "runs/synthetic-to-guitarset-2"
+    r = runner.invoke(app, ["finetune", "--from", "hf://someone/model@main", "--to", "pairs", "--out", "mine"])
+    assert r.exit_code == 0, r.output
+    assert str(captured_run[-1]["out"]) == "mine"
+
+
+def test_finetune_default_folder_names_are_plain(captured_run, tmp_path):
+    r = runner.invoke(app, ["finetune", "--from", "hf://someone/my model@v1", "--to", "pairs"])
+    assert r.exit_code == 0, r.output
+    assert str(captured_run[-1]["out"]) == "runs/my-model-to-pairs"

@@ -40,13 +40,36 @@ def _render_comparison(results: dict, *, title: str) -> None:
     console().print(table)
 
 
+def default_run_folder(source: str, target: str, *, resume: bool = False, base: Path = Path("runs")) -> tuple[Path, Path | None]:
+    """``runs/<from>-to-<to>`` for a fine-tuning run without ``--out``, never an existing folder:
+    if it is taken, the first free ``-2``, ``-3``...; with ``resume``, the latest existing one.
+    Returns ``(folder, the taken folder it steps past or None)``."""
+    import re
+
+    def plain(text: str) -> str:
+        name = text.split("://", 1)[-1].split("@", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+        return re.sub(r"[^A-Za-z0-9._]+", "-", name).strip("-.") or "model"
+
+    first = base / f"{plain(source)}-to-{plain(target)}"
+    candidates = [first, *(first.with_name(f"{first.name}-{n}") for n in range(2, 10_000))]
+    if resume:
+        existing = [c for c in candidates[:1] if c.exists()]
+        n = 2
+        while candidates[n - 1].exists():
+            existing.append(candidates[n - 1])
+            n += 1
+        return (existing[-1] if existing else first), None
+    free = next(c for c in candidates if not c.exists())
+    return free, (first if free != first else None)
+
+
 @app.command()
 @handle_errors
 def finetune(
     source: Annotated[Optional[str], typer.Option("--from", help="Model to start from: zoo name, release folder or hf://owner/repo@rev; `scratch` for a random init of the same architecture (the baseline, see --like).", show_default=False)] = None,
     target: Annotated[Optional[str], typer.Option("--to", help="Dataset to fine-tune on: maps, guitarset, maestro, synthetic (an `amt synth` folder) or pairs (audio + same-stem MIDI).", show_default=False)] = None,
     root: Annotated[Optional[Path], typer.Option("--root", help="The dataset folder (default: $AMT_DATA/<dataset>).")] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder (checkpoints, metrics.jsonl, finetune.json).", show_default=False)] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder (checkpoints, metrics.jsonl, finetune.json). Default: runs/<from>-to-<to>, or -2, -3... if that is taken.", show_default=False)] = None,
     release: Annotated[Optional[Path], typer.Option("--release", help="Release folder to export the fine-tuned model to. [default: RUN/release]", show_default=False)] = None,
     like: Annotated[str, typer.Option("--like", help="With --from scratch: the model whose architecture and configs to copy.")] = "synthetic",
     steps: Annotated[int, typer.Option(min=1, help="Optimizer steps of the clean phase (early stopping may end it sooner).")] = 2000,
@@ -96,15 +119,19 @@ def finetune(
 
     if source is None and target is None and out is None:  # only draw
         if plot is None or not compare:
-            raise BadInput("give --from, --to and --out to fine-tune, or --plot FILE with --compare RUN... to draw runs")
+            raise BadInput("give --from and --to to fine-tune (and --out, default runs/<from>-to-<to>), or --plot FILE with --compare RUN... to draw runs")
         from ..training.finetune import plot_curves
 
         plot_curves(plot, compare)
         console().print(f"wrote {plot}")
         return
-    missing = [flag for flag, value in (("--from", source), ("--to", target), ("--out", out)) if value is None]
+    missing = [flag for flag, value in (("--from", source), ("--to", target)) if value is None]
     if missing:
         raise BadInput(f"fine-tuning needs {', '.join(missing)}")
+    if out is None:
+        out, taken = default_run_folder(source, target, resume=resume)
+        note = f" ({taken} already holds a run; --resume continues the latest)" if taken else ""
+        err_console().print(f"run folder: {out}{note}", soft_wrap=True)
     from ..inference.transcribe import resolve_device
     from ..training.finetune import plot_curves, run_finetune
 
