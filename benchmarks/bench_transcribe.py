@@ -3,12 +3,18 @@
     .venv/bin/python benchmarks/bench_transcribe.py                 # 5-minute file, bundled model
     .venv/bin/python benchmarks/bench_transcribe.py --minutes 60    # the one-hour memory check
     .venv/bin/python benchmarks/bench_transcribe.py --model tiny-test
+    .venv/bin/python benchmarks/bench_transcribe.py --precision bf16    # force a precision
 
 The input is the bundled example (examples/piano.flac) repeated to the requested length, written to
 a temporary 16 kHz FLAC. Each run is a fresh `amt transcribe` process; the peak resident set size
 comes from the kernel's accounting of that child (ru_maxrss). Targets on a 2-core CPU: 5 minutes
 in under 6 s (50x real time) with peak RSS under 600 MB; one hour under 1 GB. The CPU seconds
 (user + system) of the process are printed too: accuracy per CPU-second is what amt competes on.
+
+Absolute seconds do not carry from one machine to another, so the same file is also transcribed by
+basic-pitch 0.4.0 (ONNX, the peer built by ../shared/tools/basic-pitch-peer, or ``--basic-pitch
+PATH``; skipped with a note when absent) in the same run, and the ratio of the two is printed. The
+precision that ``--precision auto`` chose on this machine is printed too (``amt info`` says why).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -32,7 +39,13 @@ def main() -> int:
     ap.add_argument("--minutes", type=float, default=5.0)
     ap.add_argument("--model", default="synthetic")
     ap.add_argument("--repeats", type=int, default=3, help="runs; the best wall time is reported")
+    ap.add_argument("--precision", default="auto", help="auto, fp32, bf16 (passed to amt transcribe)")
+    ap.add_argument("--basic-pitch", dest="basic_pitch", default=None, help="the basic-pitch executable (default: the peer venv)")
     args = ap.parse_args()
+
+    from amtcli.devices import resolve_precision
+
+    print(f"precision {args.precision} -> {resolve_precision(args.precision, 'cpu')}")
 
     from amtcli.audio.io import load_audio, save_audio
 
@@ -43,28 +56,57 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         src = save_audio(Path(tmp) / "long.flac", audio, sample_rate=16000)
         del audio
-        walls, rss, cpus = [], [], []
-        for i in range(args.repeats):
-            out = Path(tmp) / f"out{i}.mid"
-            ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-            before, cpu_before = ru.ru_maxrss, ru.ru_utime + ru.ru_stime
-            t0 = time.perf_counter()
-            proc = subprocess.run([amt, "transcribe", str(src), "-o", str(out), "--model", args.model, "--device", "cpu"], capture_output=True, text=True)
-            walls.append(time.perf_counter() - t0)
-            if proc.returncode != 0:
-                print(proc.stderr, file=sys.stderr)
-                return 1
-            # ru_maxrss of RUSAGE_CHILDREN is the largest child so far (KiB on Linux)
-            ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-            rss.append(max(before, ru.ru_maxrss) / 1024)
-            cpus.append(ru.ru_utime + ru.ru_stime - cpu_before)  # user + system CPU seconds of that process
-            print(f"run {i + 1}: {walls[-1]:.2f} s wall, {cpus[-1]:.2f} CPU-s; {proc.stdout.strip()}")
-    dur = args.minutes * 60
-    best = min(walls)
-    print(f"model {args.model}: {dur:.0f} s of audio in {best:.2f} s wall (best of {len(walls)}) = {dur / best:.1f}x real time; "
-          f"{min(cpus):.2f} CPU-s (fewest); peak RSS {max(rss):.0f} MB; cores {os.cpu_count()}, "
-          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
+        cmd = [amt, "transcribe", str(src), "--model", args.model, "--device", "cpu", "--precision", args.precision]
+        walls, rss, cpus = timed_runs(lambda i: cmd + ["-o", str(Path(tmp) / f"out{i}.mid")], args.repeats)
+        if walls is None:
+            return 1
+        dur = args.minutes * 60
+        best = min(walls)
+        print(f"model {args.model}: {dur:.0f} s of audio in {best:.2f} s wall (best of {len(walls)}) = {dur / best:.1f}x real time; "
+              f"{min(cpus):.2f} CPU-s (fewest); peak RSS {max(rss):.0f} MB; cores {os.cpu_count()}, "
+              f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
+        bp = find_basic_pitch(args.basic_pitch)
+        if bp is None:
+            print("basic-pitch: not installed (run ../shared/tools/basic-pitch-peer once, or give --basic-pitch); no ratio")
+            return 0
+        bp_walls, _, bp_cpus = timed_runs(lambda i: [bp, "--model-serialization", "onnx", str(Path(tmp) / f"bp{i}"), str(src)], args.repeats, mkdir=True)
+        if bp_walls is None:
+            return 1
+        print(f"basic-pitch 0.4.0 (onnx): {min(bp_walls):.2f} s wall = {dur / min(bp_walls):.1f}x real time; {min(bp_cpus):.2f} CPU-s")
+        print(f"ratio basic-pitch / amt: {min(bp_walls) / best:.2f}x wall, {min(bp_cpus) / min(cpus):.2f}x CPU-s (> 1: amt is faster)")
     return 0
+
+
+def find_basic_pitch(given: str | None) -> str | None:
+    """The basic-pitch executable: the one given, the peer venv, or one on PATH."""
+    venv = Path(os.environ.get("BP_VENV", Path.home() / ".cache" / "amt-peers" / "basic-pitch"))
+    for cand in (given, str(venv / "bin" / "basic-pitch"), shutil.which("basic-pitch")):
+        if cand and Path(cand).is_file() and os.access(cand, os.X_OK):
+            return cand
+    return None
+
+
+def timed_runs(make_cmd, repeats: int, *, mkdir: bool = False):
+    """Run ``make_cmd(i)`` ``repeats`` times as child processes: (wall seconds, peak RSS MB, CPU seconds) lists."""
+    walls, rss, cpus = [], [], []
+    for i in range(repeats):
+        cmd = make_cmd(i)
+        if mkdir:
+            Path(cmd[-2]).mkdir(parents=True, exist_ok=True)
+        ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+        before, cpu_before = ru.ru_maxrss, ru.ru_utime + ru.ru_stime
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        walls.append(time.perf_counter() - t0)
+        if proc.returncode != 0:
+            print(f"{Path(cmd[0]).name} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
+            return None, None, None
+        # ru_maxrss of RUSAGE_CHILDREN is the largest child so far (KiB on Linux)
+        ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+        rss.append(max(before, ru.ru_maxrss) / 1024)
+        cpus.append(ru.ru_utime + ru.ru_stime - cpu_before)  # user + system CPU seconds of that process
+        print(f"  {Path(cmd[0]).name} run {i + 1}: {walls[-1]:.2f} s wall, {cpus[-1]:.2f} CPU-s; {proc.stdout.strip()[-200:]}")
+    return walls, rss, cpus
 
 
 if __name__ == "__main__":

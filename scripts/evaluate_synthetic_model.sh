@@ -6,7 +6,10 @@
 # 1. Realistic piano: ASAP pieces of the held-out test split (never trained on, split by piece) rendered
 #    with MuseScore General's sampled Steinway (a soundfont never trained on), with room reverb
 #    (RT60 0.2-1.5 s) and noise at 20-35 dB SNR; then the same audio through Ogg Vorbis at ~q0.1.
-# 2. The real recordings in ../shared/data/real: the MAESTRO and GuitarSet clips, the madmom piano sample.
+# 2. The real recordings in ../shared/data/real: the MAPS Disklavier recordings (11, 29 min) and the real
+#    GuitarSet recording (the validation material), the MAESTRO and GuitarSet clips, the madmom piano sample.
+# 3. The bundled example.
+# WORKERS (default 2) sets the rendering processes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 AMT=.venv/bin/amt
@@ -20,7 +23,7 @@ mkdir -p "$OUT"
 SUITE=$WORK/data/asap-steinway-test
 $AMT synth "$DATA/midi/asap" -o "$SUITE" --split-by folder --only-split test \
   --soundfont /usr/share/sounds/sf3/MuseScore_General.sf3 --programs 0 --excerpt-s 30 --seed 11 \
-  --reverb-p 1.0 --noise-p 1.0 --snr-db 20:35 --workers 2
+  --reverb-p 1.0 --noise-p 1.0 --snr-db 20:35 --workers "${WORKERS:-2}"
 [ -d "$WORK/data/asap-steinway-ogg" ] || .venv/bin/python scripts/make_lossy_copy.py "$SUITE" "$WORK/data/asap-steinway-ogg" --quality 0.1
 
 $AMT evaluate -d synthetic --root "$SUITE" --split test -m "$MODEL" --json "$OUT/$NAME-steinway.json" --overwrite
@@ -28,3 +31,6 @@ $AMT evaluate -d pairs --root "$WORK/data/asap-steinway-ogg" -m "$MODEL" --json 
 $AMT evaluate -d maestro --root "$DATA/real/maestro" --split all -m "$MODEL" --json "$OUT/$NAME-maestro.json" --overwrite
 $AMT evaluate -d guitarset --root "$DATA/real/guitarset" --split all -m "$MODEL" --json "$OUT/$NAME-guitarset.json" --overwrite
 $AMT evaluate -d pairs --root "$DATA/real/madmom_piano_sample" -m "$MODEL" --json "$OUT/$NAME-madmom.json" --overwrite
+$AMT evaluate -d maps --root "$DATA/real/maps" --split all -m "$MODEL" --json "$OUT/$NAME-maps-real.json" --overwrite
+$AMT evaluate -d guitarset --root "$DATA/real/guitarset_real" --split all -m "$MODEL" --json "$OUT/$NAME-guitarset-real.json" --overwrite
+$AMT evaluate -d pairs --root examples -m "$MODEL" --json "$OUT/$NAME-example.json" --overwrite

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..config import DECODE_HELP
+from ..config import CHUNK_S, DECODE_HELP
 from . import app
 from .common import DeviceOpt, ModelOpt, PrecisionOpt, OverwriteOpt, console, err_console, fail, handle_errors, progress, warn
 
@@ -45,7 +45,7 @@ def transcribe(
     offset_threshold: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help=DECODE_HELP["offset_threshold"] + " [default: the model's]")] = None,
     min_note_s: Annotated[Optional[float], typer.Option(min=0.0, help=DECODE_HELP["min_note_s"] + " [default: the model's]")] = None,
     plot: Annotated[bool, typer.Option("--plot", help="Also write a PNG piano roll over the CQT beside each output.")] = False,
-    chunk_s: Annotated[float, typer.Option(min=1.0, help="Seconds of audio per network chunk (memory vs. speed).")] = 20.0,
+    chunk_s: Annotated[float, typer.Option(min=1.0, help="Seconds of audio per network chunk (memory vs. speed).")] = CHUNK_S,
     overwrite: OverwriteOpt = False,
     skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Keep outputs that are already there and do the rest (for reruns).")] = False,
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Files transcribed at once, each in its own process (the model is loaded once per process).")] = 1,

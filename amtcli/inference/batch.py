@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from ..config import DecodeConfig
+from ..config import CHUNK_S, DecodeConfig
 from ..errors import AmtError, AmtWarning, BadAudio, BadInput, OutputExists
 
 
@@ -179,7 +179,7 @@ def transcribe_to_file(
     model_name: str,
     device: str = "cpu",
     decode: DecodeConfig | None = None,
-    chunk_s: float = 20.0,
+    chunk_s: float = CHUNK_S,
     precision: str | None = None,
     plot: bool = False,
     output_options=None,
@@ -263,7 +263,7 @@ def transcribe_files(
     model: str,
     device: str = "cpu",
     decode: DecodeConfig | None = None,
-    chunk_s: float = 20.0,
+    chunk_s: float = CHUNK_S,
     precision: str | None = None,
     plot: bool = False,
     output_options=None,

@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..config import DecodeConfig, FeatureConfig, override
+from ..config import CHUNK_S, DecodeConfig, FeatureConfig, override
 from ..devices import resolve_device, resolve_precision
 from ..errors import BadInput
 from ..notes import NoteArray
@@ -82,9 +82,9 @@ def posteriors_from_features(
     features: np.ndarray,
     *,
     device: str = "cpu",
-    chunk_s: float = 20.0,
+    chunk_s: float = CHUNK_S,
     margin_s: float = 2.0,
-    batch_size: int = 4,
+    batch_size: int = 1,
     precision: str | None = None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, np.ndarray]:
@@ -162,7 +162,7 @@ def transcribe_full(
     device: str = "auto",
     decode: DecodeConfig | None = None,
     sample_rate: int | None = None,
-    chunk_s: float = 20.0,
+    chunk_s: float = CHUNK_S,
     precision: str | None = None,
     keep_features: bool = False,
     on_progress: Callable[[int, int], None] | None = None,
@@ -222,7 +222,7 @@ def transcribe(
     device: str = "auto",
     decode: DecodeConfig | None = None,
     sample_rate: int | None = None,
-    chunk_s: float = 20.0,
+    chunk_s: float = CHUNK_S,
     precision: str | None = None,
     onset_threshold: float | None = None,
     frame_threshold: float | None = None,
