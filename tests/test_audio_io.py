@@ -3,7 +3,7 @@ import pytest
 import soundfile as sf
 
 from amtcli.audio.io import audio_info, load_audio, save_audio
-from amtcli.errors import BadAudio
+from amtcli.errors import AmtWarning, BadAudio
 from conftest import sine
 
 
@@ -61,11 +61,9 @@ def test_truncated_file(tmp_path):
     data = p.read_bytes()
     cut = tmp_path / "cut.wav"
     cut.write_bytes(data[: len(data) // 2])
-    # a truncated WAV either decodes what is there or fails with BadAudio, never anything else
-    try:
+    # a truncated WAV decodes what is there, with a warning saying so
+    with pytest.warns(AmtWarning, match="truncated"):
         y = load_audio(cut)
-    except BadAudio:
-        return
     assert 0 < len(y) <= 16000
 
 

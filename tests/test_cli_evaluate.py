@@ -100,7 +100,6 @@ def test_missing_dataset_is_one_line_and_exit_1(tmp_path, monkeypatch):
 def test_user_errors_exit_2(pairs_and_preds, tmp_path):
     root, preds = pairs_and_preds
     cases = [
-        ((), "give --model NAME"),
         (("-p", preds, "--snr", "10,0"), "--snr needs --model"),
         (("-p", preds, "--plot", tmp_path / "x.png"), "give --snr too"),
         (("-p", preds, "--task", "retrieval"), "--predictions is for transcription"),
