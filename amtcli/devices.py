@@ -34,7 +34,9 @@ def resolve_device(device: str = "cpu") -> str:
         return "cpu"
     if text == "cuda" or text.startswith("cuda:"):
         if not torch.cuda.is_available():
-            raise MissingDependency(f"--device {device}: CUDA is not available on this machine (use --device cpu or auto)")
+            raise MissingDependency(
+                f"--device {device}: CUDA is not available on this machine (use --device cpu or auto)"
+            )
         if text.startswith("cuda:"):
             index = text.split(":", 1)[1]
             if not index.isdigit() or int(index) >= torch.cuda.device_count():
@@ -42,7 +44,9 @@ def resolve_device(device: str = "cpu") -> str:
         return text
     if text == "mps":
         if not torch.backends.mps.is_available():
-            raise MissingDependency(f"--device {device}: MPS is not available on this machine (use --device cpu or auto)")
+            raise MissingDependency(
+                f"--device {device}: MPS is not available on this machine (use --device cpu or auto)"
+            )
         return "mps"
     raise BadInput(f"--device {device!r}: expected auto, cpu, cuda, cuda:N or mps")
 

@@ -74,8 +74,13 @@ class NoteArray:
 
     def __getitem__(self, index) -> "NoteArray":
         return NoteArray(
-            self.onset_s[index], self.offset_s[index], self.pitch[index], self.velocity[index], self.program[index],
-            self.confidence[index], self.release_s[index],
+            self.onset_s[index],
+            self.offset_s[index],
+            self.pitch[index],
+            self.velocity[index],
+            self.program[index],
+            self.confidence[index],
+            self.release_s[index],
         )
 
     def sorted(self) -> "NoteArray":
@@ -86,7 +91,13 @@ class NoteArray:
         """Transposed by ``semitones`` (drum notes keep their pitch) and moved by ``seconds``."""
         pitch = np.where(self.program >= 0, self.pitch + semitones, self.pitch)
         return NoteArray(
-            self.onset_s + seconds, self.offset_s + seconds, pitch, self.velocity, self.program, self.confidence, self.release_s + seconds
+            self.onset_s + seconds,
+            self.offset_s + seconds,
+            pitch,
+            self.velocity,
+            self.program,
+            self.confidence,
+            self.release_s + seconds,
         )
 
     def clipped(self, start_s: float, end_s: float) -> "NoteArray":
@@ -94,8 +105,13 @@ class NoteArray:
         keep = (self.onset_s >= start_s) & (self.onset_s < end_s)
         n = self[keep]
         return NoteArray(
-            n.onset_s - start_s, np.minimum(n.offset_s, end_s) - start_s, n.pitch, n.velocity, n.program,
-            n.confidence, np.minimum(n.release_s, end_s) - start_s,
+            n.onset_s - start_s,
+            np.minimum(n.offset_s, end_s) - start_s,
+            n.pitch,
+            n.velocity,
+            n.program,
+            n.confidence,
+            np.minimum(n.release_s, end_s) - start_s,
         )
 
     def pitched(self) -> "NoteArray":
@@ -157,7 +173,13 @@ def extend_by_pedal(notes: NoteArray, pedal: list[tuple[float, float]]) -> NoteA
         for a, b in zip(sel[:-1], sel[1:]):
             off[a] = max(min(off[a], notes.onset_s[b]), notes.onset_s[a] + 1e-3)
     return NoteArray(
-        notes.onset_s, off, notes.pitch, notes.velocity, notes.program, notes.confidence, np.minimum(notes.offset_s, off)
+        notes.onset_s,
+        off,
+        notes.pitch,
+        notes.velocity,
+        notes.program,
+        notes.confidence,
+        np.minimum(notes.offset_s, off),
     )
 
 
@@ -231,7 +253,9 @@ def notes_to_pretty_midi(
         pm._tick_scales = [(int(t), float(s)) for t, s in tempo_map]  # pretty_midi has no public setter
         pm._update_tick_to_time(int(tempo_map[-1][0]) + 1)
         for num, den, tick in time_signatures:
-            pm.time_signature_changes.append(pretty_midi.TimeSignature(int(num), int(den), float(pm.tick_to_time(int(tick)))))
+            pm.time_signature_changes.append(
+                pretty_midi.TimeSignature(int(num), int(den), float(pm.tick_to_time(int(tick))))
+            )
     ends = notes.release_s if pedal is not None else notes.offset_s
     programs = [program] if program is not None else sorted(set(notes.program.tolist())) or [0]
     for prog in programs:
@@ -242,7 +266,9 @@ def notes_to_pretty_midi(
             if off <= on:
                 off = on + 1e-3
             inst.notes.append(
-                pretty_midi.Note(velocity=int(np.clip(v, 1, 127)), pitch=int(np.clip(p, 0, 127)), start=float(on), end=float(off))
+                pretty_midi.Note(
+                    velocity=int(np.clip(v, 1, 127)), pitch=int(np.clip(p, 0, 127)), start=float(on), end=float(off)
+                )
             )
         if pedal is not None and not is_drum:
             for down, up in np.asarray(pedal, dtype=np.float64).reshape(-1, 2):

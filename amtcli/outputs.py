@@ -80,17 +80,25 @@ def write_notes(
         buf = io.StringIO()
         w = csv.writer(buf)
         w.writerow(["onset_s", "offset_s", "pitch", "velocity", "confidence", "release_s"])
-        for on, off, p, v, c, r in zip(notes.onset_s, notes.offset_s, notes.pitch, notes.velocity, notes.confidence, notes.release_s):
+        for on, off, p, v, c, r in zip(
+            notes.onset_s, notes.offset_s, notes.pitch, notes.velocity, notes.confidence, notes.release_s
+        ):
             w.writerow([f"{on:.4f}", f"{off:.4f}", int(p), int(v), _confidence_text(c), f"{r:.4f}"])
         _atomic_text(path, buf.getvalue())
         return path
     if fmt == "json":
         rows = [
             {
-                "onset_s": round(float(on), 4), "offset_s": round(float(off), 4), "pitch": int(p), "velocity": int(v),
-                "confidence": None if math.isnan(c) else round(float(c), 3), "release_s": round(float(r), 4),
+                "onset_s": round(float(on), 4),
+                "offset_s": round(float(off), 4),
+                "pitch": int(p),
+                "velocity": int(v),
+                "confidence": None if math.isnan(c) else round(float(c), 3),
+                "release_s": round(float(r), 4),
             }
-            for on, off, p, v, c, r in zip(notes.onset_s, notes.offset_s, notes.pitch, notes.velocity, notes.confidence, notes.release_s)
+            for on, off, p, v, c, r in zip(
+                notes.onset_s, notes.offset_s, notes.pitch, notes.velocity, notes.confidence, notes.release_s
+            )
         ]
         _atomic_text(path, json.dumps({**(meta or {}), "notes": rows}, indent=1) + "\n")
         return path
@@ -138,7 +146,9 @@ class OutputOptions:
             parse_quantize(self.quantize)
         if self.beats_per_bar is not None and self.beats_per_bar not in (2, 3, 4, 5, 6, 7, 8, 9, 12):
             raise BadInput(f"--beats-per-bar must be 2-9 or 12, not {self.beats_per_bar}")
-        if self.tempo_bpm is not None and not (isinstance(self.tempo_bpm, (int, float)) and 10.0 <= self.tempo_bpm <= 400.0):
+        if self.tempo_bpm is not None and not (
+            isinstance(self.tempo_bpm, (int, float)) and 10.0 <= self.tempo_bpm <= 400.0
+        ):
             raise BadInput(f"--tempo must be between 10 and 400 BPM, not {self.tempo_bpm}")
 
 
@@ -193,7 +203,11 @@ def write_transcription(
         report.n_pedal = len(pedal)
         report.lines.append(f"sustain pedal: {len(pedal)} presses inferred from note releases")
     grid = None
-    needs_grid = options.quantize is not None or fmt == "musicxml" or (fmt == "mid" and (options.beats or options.tempo_bpm is not None))
+    needs_grid = (
+        options.quantize is not None
+        or fmt == "musicxml"
+        or (fmt == "mid" and (options.beats or options.tempo_bpm is not None))
+    )
     if needs_grid:
         if not options.beats and options.tempo_bpm is None:
             from .rhythm import DEFAULT_BPM
@@ -201,12 +215,18 @@ def write_transcription(
             grid = estimate_grid(notes, tempo_bpm=DEFAULT_BPM, beats_per_bar=options.beats_per_bar)
         else:
             grid = estimate_grid(
-                notes, onset_strength=env, frame_rate=frame_rate, duration_s=duration,
-                tempo_bpm=options.tempo_bpm, beats_per_bar=options.beats_per_bar,
+                notes,
+                onset_strength=env,
+                frame_rate=frame_rate,
+                duration_s=duration,
+                tempo_bpm=options.tempo_bpm,
+                beats_per_bar=options.beats_per_bar,
             )
         report.grid = grid
         how = "tracked" if grid.tracked else "fixed"
-        report.lines.append(f"tempo {grid.tempo_bpm:.0f} BPM ({how}, median), {grid.time_signature}, {len(grid.beats_s)} beats")
+        report.lines.append(
+            f"tempo {grid.tempo_bpm:.0f} BPM ({how}, median), {grid.time_signature}, {len(grid.beats_s)} beats"
+        )
     steps = (4,)
     if options.quantize is not None:
         steps = parse_quantize(options.quantize)
@@ -217,7 +237,12 @@ def write_transcription(
         notes = velocity_from_confidence(notes)
     meta = dict(meta or {})
     if fmt == "json" and grid is not None:
-        meta.update(tempo_bpm=round(grid.tempo_bpm, 2), time_signature=grid.time_signature, beats_s=[round(float(b), 4) for b in grid.beats_s], downbeats_s=[round(float(b), 4) for b in grid.downbeats_s])
+        meta.update(
+            tempo_bpm=round(grid.tempo_bpm, 2),
+            time_signature=grid.time_signature,
+            beats_s=[round(float(b), 4) for b in grid.beats_s],
+            downbeats_s=[round(float(b), 4) for b in grid.downbeats_s],
+        )
     if fmt == "json" and pedal is not None:
         meta["pedal_s"] = [[round(float(a), 4), round(float(b), 4)] for a, b in pedal]
     if fmt == "musicxml":
@@ -254,7 +279,9 @@ def plot_transcription(
     fig, ax = plt.subplots(figsize=(max(6, min(30, dur / 2)), 6), dpi=100)
     lo = fmin_midi - 0.5
     hi = lo + features.shape[1] / bins_per_semitone
-    ax.imshow(features[:n].T, origin="lower", aspect="auto", extent=(0, dur, lo, hi), cmap="magma", interpolation="nearest")
+    ax.imshow(
+        features[:n].T, origin="lower", aspect="auto", extent=(0, dur, lo, hi), cmap="magma", interpolation="nearest"
+    )
     for on, off, p in zip(notes.onset_s, notes.offset_s, notes.pitch):
         if on >= dur:
             continue

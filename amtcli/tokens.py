@@ -140,7 +140,11 @@ class Codec:
 def codec_from_config(config) -> Codec:
     """The codec described by a model config with fields ``steps_per_second``, ``max_shift_steps``,
     ``n_velocity_bins`` (e.g. :class:`amtcli.nets.transformer.TransformerConfig`)."""
-    return Codec(steps_per_second=config.steps_per_second, max_shift_steps=config.max_shift_steps, n_velocity_bins=config.n_velocity_bins)
+    return Codec(
+        steps_per_second=config.steps_per_second,
+        max_shift_steps=config.max_shift_steps,
+        n_velocity_bins=config.n_velocity_bins,
+    )
 
 
 # ---------------------------------------------------------------------------------------- encoding
@@ -174,7 +178,9 @@ def quantize_notes(notes: NoteArray, codec: Codec) -> NoteArray:
     return NoteArray(a[:, 0] / sps, a[:, 1] / sps, a[:, 2], a[:, 3], np.zeros(len(a))).sorted()
 
 
-def notes_to_tokens(notes: NoteArray, codec: Codec, *, start_s: float = 0.0, segment_s: float | None = None) -> np.ndarray:
+def notes_to_tokens(
+    notes: NoteArray, codec: Codec, *, start_s: float = 0.0, segment_s: float | None = None
+) -> np.ndarray:
     """The tokens of one segment ``[start_s, start_s + segment_s)``, ending with ``eos``.
 
     ``notes`` are in absolute seconds; they are first passed through :func:`quantize_notes`
@@ -364,7 +370,9 @@ def tokens_to_notes(
     return notes, invalid
 
 
-def segment_targets(notes: NoteArray, codec: Codec, *, start_s: float, segment_s: float, max_tokens: int | None = None) -> np.ndarray:
+def segment_targets(
+    notes: NoteArray, codec: Codec, *, start_s: float, segment_s: float, max_tokens: int | None = None
+) -> np.ndarray:
     """Training targets of one segment: :func:`notes_to_tokens`, cut to ``max_tokens`` (a cut
     sequence has no ``eos``: the model learns that dense segments go on)."""
     toks = notes_to_tokens(notes, codec, start_s=start_s, segment_s=segment_s)

@@ -39,8 +39,9 @@ def find_midi(n: int, tmp: Path) -> list[Path]:
     out = []
     for i in range(n):  # 2-minute random piano pieces, ~8 notes per second
         on = np.sort(rng.uniform(0, 120, 960))
-        notes = NoteArray(on, on + rng.uniform(0.1, 1.0, 960), rng.integers(36, 96, 960), rng.integers(30, 110, 960),
-                          np.zeros(960))
+        notes = NoteArray(
+            on, on + rng.uniform(0.1, 1.0, 960), rng.integers(36, 96, 960), rng.integers(30, 110, 960), np.zeros(960)
+        )
         out.append(notes_to_midi(notes, tmp / f"gen{i}.mid"))
     return out
 
@@ -78,8 +79,10 @@ def main():
     tmp = Path(tempfile.mkdtemp(prefix="amt-bench-"))
     try:
         files = find_midi(args.files, tmp)
-        print(f"{len(files)} MIDI files ({files[0].parent.parent.name if files else ''}...), soundfont {Path(sf).name}, "
-              f"excerpts of {args.excerpt_s:g} s, 16 kHz, one worker, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
+        print(
+            f"{len(files)} MIDI files ({files[0].parent.parent.name if files else ''}...), soundfont {Path(sf).name}, "
+            f"excerpts of {args.excerpt_s:g} s, 16 kHz, one worker, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}"
+        )
         notes = [midi_to_notes(f, sustain=True) for f in files]
         rng = np.random.default_rng(0)
         items = []
@@ -108,9 +111,11 @@ def main():
         build_dataset([files[0]], warm, config=SynthConfig(soundfonts=(sf,), excerpt_s=2.0))
         for k in (1, 4):
             cfg = SynthConfig(soundfonts=(sf,), excerpt_s=args.excerpt_s, renders_per_piece=k)
-            s, t = timed(lambda: build_dataset([src], tmp / f"ds{k}", config=cfg))
-            print(f"soundfont -> FLAC dataset, {k} render(s)/piece: {rate(s.seconds_written, t)} "
-                  f"({s.items_written} items, {s.seconds_written:.0f} s in {t:.2f} s)")
+            s, t = timed(lambda k=k, cfg=cfg: build_dataset([src], tmp / f"ds{k}", config=cfg))
+            print(
+                f"soundfont -> FLAC dataset, {k} render(s)/piece: {rate(s.seconds_written, t)} "
+                f"({s.items_written} items, {s.seconds_written:.0f} s in {t:.2f} s)"
+            )
 
         # --- one-shot mixing
         bank_dir = tmp / "bank"
@@ -125,9 +130,11 @@ def main():
         print(f"one-shot mixing only         : {rate(audio_s, t)} ({audio_s:.0f} s in {t:.2f} s)")
         for k in (1, 4):
             cfg = SynthConfig(renderer="oneshot", oneshots=str(bank_dir), excerpt_s=args.excerpt_s, renders_per_piece=k)
-            s, t = timed(lambda: build_dataset([src], tmp / f"os{k}", config=cfg))
-            print(f"one-shot -> FLAC dataset, {k} render(s)/piece: {rate(s.seconds_written, t)} "
-                  f"({s.items_written} items, {s.seconds_written:.0f} s in {t:.2f} s)")
+            s, t = timed(lambda k=k, cfg=cfg: build_dataset([src], tmp / f"os{k}", config=cfg))
+            print(
+                f"one-shot -> FLAC dataset, {k} render(s)/piece: {rate(s.seconds_written, t)} "
+                f"({s.items_written} items, {s.seconds_written:.0f} s in {t:.2f} s)"
+            )
         n_notes = sum(len(n) for n, _ in items)
         _, t = timed(lambda: [midi_to_notes(f, sustain=True) for f in files])
         print(f"(MIDI parsing alone: {t / len(files) * 1000:.0f} ms per file; {n_notes} notes in the excerpts)")

@@ -46,7 +46,13 @@ def main() -> None:
     x = torch.randn(b, t, 176) - 4.0
     xr = torch.randn(b, t, 176) - 4.0
     y = torch.randint(4, model.codec.vocab_size, (b, args.tokens))
-    report = {"params": sum(p.numel() for p in model.parameters()), "threads": args.threads, "batch": b, "target_tokens": args.tokens, "domain": args.domain}
+    report = {
+        "params": sum(p.numel() for p in model.parameters()),
+        "threads": args.threads,
+        "batch": b,
+        "target_tokens": args.tokens,
+        "domain": args.domain,
+    }
     for prec in ("bf16", "fp32"):
         times = []
         for _ in range(args.repeats + 1):

@@ -56,8 +56,10 @@ def main() -> int:
     if args.level != "model":
         fc = dataclasses.replace(fc, level_db=None if args.level == "off" else float(args.level))
         net.feature_config = fc
-    print(f"model {args.model}; input level: {'as recorded' if fc.level_db is None else f'{fc.level_db:g} dBFS'}; "
-          f"precision {resolve_precision(args.precision, 'cpu')}")
+    print(
+        f"model {args.model}; input level: {'as recorded' if fc.level_db is None else f'{fc.level_db:g} dBFS'}; "
+        f"precision {resolve_precision(args.precision, 'cpu')}"
+    )
     table = {}
     for set_name in args.sets.split(","):
         dataset, sub = SUITES[set_name]
@@ -78,8 +80,11 @@ def main() -> int:
                 per_file.append(score_notes(ref, est, with_velocity=False))
             note = aggregate(per_file)["micro"]["note"]
             table[(set_name, gain)] = note
-            print(f"{set_name:7s} gain {gain:+5.0f} dB: note P {note['precision']:.3f} R {note['recall']:.3f} "
-                  f"F1 {note['f1']:.3f}  ({len(items)} files, {time.perf_counter() - t0:.0f} s)", flush=True)
+            print(
+                f"{set_name:7s} gain {gain:+5.0f} dB: note P {note['precision']:.3f} R {note['recall']:.3f} "
+                f"F1 {note['f1']:.3f}  ({len(items)} files, {time.perf_counter() - t0:.0f} s)",
+                flush=True,
+            )
     for set_name in args.sets.split(","):
         f1s = [table[(set_name, g)]["f1"] for g in gains if (set_name, g) in table]
         if f1s:

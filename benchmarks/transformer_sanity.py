@@ -43,19 +43,54 @@ def main() -> None:
         rows = [json.loads(x) for x in (data / "manifest.jsonl").read_text().splitlines()]
         (data / "features").mkdir(exist_ok=True)
         for i, r in enumerate(rows):
-            np.save(data / "features" / f"{r['id']}.npy", compute_features(load_audio(data / r["audio"], sample_rate=16000), config=fc))
+            np.save(
+                data / "features" / f"{r['id']}.npy",
+                compute_features(load_audio(data / r["audio"], sample_rate=16000), config=fc),
+            )
             r["features"] = f"features/{r['id']}.npy"
             r["split"] = "validation" if i % 15 == 0 else "train"
         (data / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    mc = {"conv_channels": [8, 16], "d_model": 96, "n_heads": 4, "encoder_layers": 2, "decoder_layers": 2, "ff_dim": 256, "max_tokens": 160, "frame_loss_weight": args.frame_loss_weight}
-    tc = TrainConfig(steps=args.steps, batch_size=8, lr=1e-3, lr_min=5e-5, warmup_steps=100, val_every=500, val_items=10, checkpoint_every=500, threads=1, precision="bf16")
+    mc = {
+        "conv_channels": [8, 16],
+        "d_model": 96,
+        "n_heads": 4,
+        "encoder_layers": 2,
+        "decoder_layers": 2,
+        "ff_dim": 256,
+        "max_tokens": 160,
+        "frame_loss_weight": args.frame_loss_weight,
+    }
+    tc = TrainConfig(
+        steps=args.steps,
+        batch_size=8,
+        lr=1e-3,
+        lr_min=5e-5,
+        warmup_steps=100,
+        val_every=500,
+        val_items=10,
+        checkpoint_every=500,
+        threads=1,
+        precision="bf16",
+    )
     run = args.out / "run"
     t0 = time.time()
-    train_seq2seq(Seq2SeqSpec("transformer", mc, fc, tc, data=[str(data)]), out_dir=run, resume=(run / "checkpoints" / "last.pt").exists())
+    train_seq2seq(
+        Seq2SeqSpec("transformer", mc, fc, tc, data=[str(data)]),
+        out_dir=run,
+        resume=(run / "checkpoints" / "last.pt").exists(),
+    )
     for line in (run / "metrics.jsonl").read_text().splitlines():
         rec = json.loads(line)
         if "val" in rec:
-            print(json.dumps({"step": rec["step"], "note_f1": round(rec["val"]["note_f1"], 4), "invalid_tokens_per_item": rec["val"]["invalid_tokens_per_item"]}))
+            print(
+                json.dumps(
+                    {
+                        "step": rec["step"],
+                        "note_f1": round(rec["val"]["note_f1"], 4),
+                        "invalid_tokens_per_item": rec["val"]["invalid_tokens_per_item"],
+                    }
+                )
+            )
     print(json.dumps({"wall_s": round(time.time() - t0, 1)}))
 
 

@@ -17,8 +17,14 @@ from amtcli.synth.augment import apply_ir, synthetic_ir
 from amtcli.synth.soundfont import render_notes
 
 CHORDS = [  # the five notes of each bar's broken chord
-    (48, 52, 55, 60, 64), (48, 50, 57, 62, 65), (47, 50, 55, 62, 65), (48, 52, 55, 60, 64),
-    (48, 52, 57, 64, 69), (48, 50, 54, 57, 62), (47, 50, 55, 62, 67), (47, 48, 52, 55, 60),
+    (48, 52, 55, 60, 64),
+    (48, 50, 57, 62, 65),
+    (47, 50, 55, 62, 65),
+    (48, 52, 55, 60, 64),
+    (48, 52, 57, 64, 69),
+    (48, 50, 54, 57, 62),
+    (47, 50, 55, 62, 67),
+    (47, 48, 52, 55, 60),
 ]
 SIXTEENTH_S = 60 / 66 / 4  # quarter = 66
 SOUNDFONT = Path("/usr/share/sounds/sf3/MuseScore_General.sf3")
@@ -37,7 +43,9 @@ def prelude_notes() -> NoteArray:
                 on = t0 + (2 + i) * SIXTEENTH_S
                 rows.append((on, on + 0.9 * SIXTEENTH_S, p, 66 + (6 if i % 3 == 0 else 0)))
     # a little human timing and dynamics
-    rows = [(on + rng.normal(0, 0.006), off, p, int(np.clip(v + rng.integers(-6, 7), 1, 127))) for on, off, p, v in rows]
+    rows = [
+        (on + rng.normal(0, 0.006), off, p, int(np.clip(v + rng.integers(-6, 7), 1, 127))) for on, off, p, v in rows
+    ]
     rows = [(max(0.0, on) + 0.3, off + 0.3, p, v) for on, off, p, v in rows]
     return NoteArray.from_lists(rows)
 

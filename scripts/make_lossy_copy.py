@@ -21,7 +21,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("src", type=Path)
     ap.add_argument("dst", type=Path)
-    ap.add_argument("--quality", type=float, default=0.1, help="Vorbis quality 0..1 (libsndfile's compression_level is 1 - quality)")
+    ap.add_argument(
+        "--quality", type=float, default=0.1, help="Vorbis quality 0..1 (libsndfile's compression_level is 1 - quality)"
+    )
     ap.add_argument("--split", default="test")
     args = ap.parse_args()
     rows = [json.loads(line) for line in (args.src / "manifest.jsonl").read_text().splitlines() if line.strip()]
@@ -38,7 +40,9 @@ def main() -> int:
         in_bytes += (args.src / r["audio"]).stat().st_size
         out_bytes += out.stat().st_size
     seconds = sum(float(r.get("duration_s", 0)) for r in rows)
-    print(f"{len(rows)} items -> {args.dst}: {out_bytes * 8 / max(seconds, 1e-9) / 1000:.0f} kbit/s Ogg Vorbis (FLAC was {in_bytes * 8 / max(seconds, 1e-9) / 1000:.0f} kbit/s)")
+    print(
+        f"{len(rows)} items -> {args.dst}: {out_bytes * 8 / max(seconds, 1e-9) / 1000:.0f} kbit/s Ogg Vorbis (FLAC was {in_bytes * 8 / max(seconds, 1e-9) / 1000:.0f} kbit/s)"
+    )
     return 0
 
 

@@ -36,15 +36,16 @@ def main() -> int:
     import torch
 
     from amtcli.config import FeatureConfig
-    from amtcli.nets import build_model
+    from amtcli.nets import build_model, model_config_class
     from amtcli.zoo import save_release
-    from amtcli.nets import model_config_class
     from amtcli.zoo.registry import REGISTRY_PATH, entry_from_folder, load_registry, save_registry
 
     model_config_class("unet-bilstm")  # import the architecture (and nnAudio) before seeding
     torch.manual_seed(SEED)
     model = build_model("unet-bilstm", dict(MODEL_CONFIG), FeatureConfig())
-    folder = save_release(model, ROOT / "models" / NAME, card=CARD.format(seed=SEED), extra={"name": NAME, "trained": False})
+    folder = save_release(
+        model, ROOT / "models" / NAME, card=CARD.format(seed=SEED), extra={"name": NAME, "trained": False}
+    )
     entries = load_registry(REGISTRY_PATH)
     entries[NAME] = entry_from_folder(NAME, folder, description=DESCRIPTION, bundled=NAME)
     save_registry(entries, REGISTRY_PATH)

@@ -58,7 +58,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bundled", action="store_true", help="the folder is models/NAME, shipped in the wheel")
     parser.add_argument("--repo-id", help="Hugging Face model repo (owner/name)")
     parser.add_argument("--revision", help="the 40-hex commit of that repo holding these files")
-    parser.add_argument("--metric", type=_metric, action="append", default=[], help="headline metric KEY=VALUE (repeatable; first is shown)")
+    parser.add_argument(
+        "--metric",
+        type=_metric,
+        action="append",
+        default=[],
+        help="headline metric KEY=VALUE (repeatable; first is shown)",
+    )
     parser.add_argument("--registry", type=Path, default=REGISTRY_PATH, help=argparse.SUPPRESS)
     parser.add_argument("--check", action="store_true", help="verify bundled models against the registry and exit")
     args = parser.parse_args(argv)
@@ -89,7 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     entries[args.name] = entry
     save_registry(entries, args.registry)
-    print(f"{args.registry}: {'updated' if old else 'added'} {args.name!r} ({entry.size} bytes, {len(entry.files)} files)")
+    print(
+        f"{args.registry}: {'updated' if old else 'added'} {args.name!r} ({entry.size} bytes, {len(entry.files)} files)"
+    )
     return 0
 
 

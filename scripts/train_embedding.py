@@ -42,7 +42,9 @@ def synth(midi: Path, out: Path, *extra: str) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=REPO / "work" / "embedding", help="where the datasets go")
-    ap.add_argument("--midi", type=Path, default=Path(os.environ.get("AMT_DATA", REPO.parent / "shared" / "data")) / "midi")
+    ap.add_argument(
+        "--midi", type=Path, default=Path(os.environ.get("AMT_DATA", REPO.parent / "shared" / "data")) / "midi"
+    )
     ap.add_argument("--run", type=Path, default=REPO / "runs" / "embedding")
     ap.add_argument("--release", type=Path, default=REPO / "models" / "embedding")
     ap.add_argument("--steps", type=int, default=500)
@@ -51,10 +53,16 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
     ap.add_argument("--resume", action="store_true")
-    ap.add_argument("--export-only", action="store_true",
-                    help="skip data and training: release, evaluate and describe the run's last checkpoint")
-    ap.add_argument("--card-only", action="store_true",
-                    help="only rewrite the model card from the run's last evaluation (retrieval-test.json/.txt)")
+    ap.add_argument(
+        "--export-only",
+        action="store_true",
+        help="skip data and training: release, evaluate and describe the run's last checkpoint",
+    )
+    ap.add_argument(
+        "--card-only",
+        action="store_true",
+        help="only rewrite the model card from the run's last evaluation (retrieval-test.json/.txt)",
+    )
     args = ap.parse_args()
 
     train_dir, valid_dir, test_dir = args.data / "train", args.data / "validation", args.data / "test"
@@ -64,7 +72,18 @@ def main() -> None:
     from amtcli.zoo.export import export_run
 
     if not (args.export_only or args.card_only):
-        synth(args.midi, train_dir, "--only-split", "train", "--max-files", "150", "--renders-per-piece", "2", "--excerpt-s", "20")
+        synth(
+            args.midi,
+            train_dir,
+            "--only-split",
+            "train",
+            "--max-files",
+            "150",
+            "--renders-per-piece",
+            "2",
+            "--excerpt-s",
+            "20",
+        )
         synth(args.midi, valid_dir, "--only-split", "validation", "--max-files", "20", "--excerpt-s", "20")
         synth(args.midi, test_dir, "--only-split", "test", "--excerpt-s", "60")
 
@@ -74,18 +93,42 @@ def main() -> None:
         def progress(step: int, total: int, m: dict) -> None:
             if step % 25 == 0 or step == total:
                 extra = f" valid R@1 {m['valid_R@1']:.3f}" if "valid_R@1" in m else ""
-                print(f"step {step}/{total} loss {m.get('loss', float('nan')):.3f}{extra} ({time.time() - t0:.0f} s)", flush=True)
+                print(
+                    f"step {step}/{total} loss {m.get('loss', float('nan')):.3f}{extra} ({time.time() - t0:.0f} s)",
+                    flush=True,
+                )
 
         train_embedding(
-            [train_dir, valid_dir], out_dir=args.run, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-            seed=args.seed, resume=args.resume, overwrite=not args.resume, progress=progress,
+            [train_dir, valid_dir],
+            out_dir=args.run,
+            steps=args.steps,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            seed=args.seed,
+            resume=args.resume,
+            overwrite=not args.resume,
+            progress=progress,
         )
     run_cfg = describe_run(args.run)  # the last checkpoint's config, step and training time
     step, planned = run_cfg["step"], run_cfg["train_config"]["steps"]
     out_json, out_table = args.run / "retrieval-test.json", args.run / "retrieval-test.txt"
-    cmd = ["amt", "evaluate", "--task", "retrieval", "-d", "synthetic", "--root", os.path.relpath(test_dir, REPO),
-           "--split", "test", "-m", os.path.relpath(args.release, REPO), "--json", os.path.relpath(out_json, REPO),
-           "--overwrite"]
+    cmd = [
+        "amt",
+        "evaluate",
+        "--task",
+        "retrieval",
+        "-d",
+        "synthetic",
+        "--root",
+        os.path.relpath(test_dir, REPO),
+        "--split",
+        "test",
+        "-m",
+        os.path.relpath(args.release, REPO),
+        "--json",
+        os.path.relpath(out_json, REPO),
+        "--overwrite",
+    ]
     if not args.card_only:
         export_run(args.run, args.release, checkpoint="last", overwrite=True)
         out = run([AMT, *cmd[1:]], capture_output=True, text=True, env={**os.environ, "COLUMNS": "150"}).stdout
@@ -97,7 +140,8 @@ def main() -> None:
     stopped = (
         f" Training was stopped at step {step} of the {planned} planned (the CPU budget of a machine shared "
         f"with another training run), with the learning rate still near its peak; `--resume` continues it."
-        if step < planned else ""
+        if step < planned
+        else ""
     )
     card = CARD.format(
         steps=step,

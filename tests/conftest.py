@@ -94,7 +94,16 @@ def write_sine_dataset(root: Path, *, n_items: int = 6, duration_s: float = 4.0,
         save_audio(root / "audio" / f"{item}.flac", audio, sample_rate=16000)
         notes_to_midi(notes, root / "labels" / f"{item}.mid", program=0)
         split = "validation" if i == n_items - 1 else "train"
-        rows.append({"id": item, "audio": f"audio/{item}.flac", "label": f"labels/{item}.mid", "features": None, "split": split, "duration_s": duration_s})
+        rows.append(
+            {
+                "id": item,
+                "audio": f"audio/{item}.flac",
+                "label": f"labels/{item}.mid",
+                "features": None,
+                "split": split,
+                "duration_s": duration_s,
+            }
+        )
     (root / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return root
 

@@ -79,28 +79,63 @@ def write_jams(path: Path, strings, *, dict_format: bool = False) -> Path:
     anns = []
     for s, obs in enumerate(strings):
         if dict_format:
-            data = {"time": [o[0] for o in obs], "duration": [o[1] for o in obs], "value": [o[2] for o in obs],
-                    "confidence": [None] * len(obs)}
+            data = {
+                "time": [o[0] for o in obs],
+                "duration": [o[1] for o in obs],
+                "value": [o[2] for o in obs],
+                "confidence": [None] * len(obs),
+            }
         else:
             data = [{"time": o[0], "duration": o[1], "value": o[2], "confidence": None} for o in obs]
-        anns.append({"namespace": "pitch_contour", "annotation_metadata": {"data_source": str(s)}, "data": {"time": [], "duration": [], "value": [], "confidence": []}})
+        anns.append(
+            {
+                "namespace": "pitch_contour",
+                "annotation_metadata": {"data_source": str(s)},
+                "data": {"time": [], "duration": [], "value": [], "confidence": []},
+            }
+        )
         anns.append({"namespace": "note_midi", "annotation_metadata": {"data_source": str(s)}, "data": data})
-    anns.append({"namespace": "chord", "annotation_metadata": {"data_source": ""}, "data": [{"time": 0.0, "duration": 1.0, "value": "G:maj", "confidence": 1.0}]})
+    anns.append(
+        {
+            "namespace": "chord",
+            "annotation_metadata": {"data_source": ""},
+            "data": [{"time": 0.0, "duration": 1.0, "value": "G:maj", "confidence": 1.0}],
+        }
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"annotations": anns, "file_metadata": {"title": path.stem, "duration": 1.0}, "sandbox": {}}))
+    path.write_text(
+        json.dumps({"annotations": anns, "file_metadata": {"title": path.stem, "duration": 1.0}, "sandbox": {}})
+    )
     return path
 
 
 def guitarset_stems(n_players: int = 2, n_excerpts: int = 5) -> list[str]:
-    styles = ["BN1-129-Eb", "Funk2-108-Eb", "Jazz3-137-Eb", "Rock1-90-C#", "SS2-107-Ab", "BN2-131-B", "Funk1-97-C",
-              "Jazz1-130-D", "Rock3-148-C", "SS3-98-C"]
-    return [f"{p:02d}_{styles[e]}_{take}" for p in range(n_players) for e in range(n_excerpts) for take in ("comp", "solo")]
+    styles = [
+        "BN1-129-Eb",
+        "Funk2-108-Eb",
+        "Jazz3-137-Eb",
+        "Rock1-90-C#",
+        "SS2-107-Ab",
+        "BN2-131-B",
+        "Funk1-97-C",
+        "Jazz1-130-D",
+        "Rock3-148-C",
+        "SS3-98-C",
+    ]
+    return [
+        f"{p:02d}_{styles[e]}_{take}" for p in range(n_players) for e in range(n_excerpts) for take in ("comp", "solo")
+    ]
 
 
-def write_guitarset(root: Path, stems: list[str], *, variants=("mono-mic",), missing_audio=(), dict_format=False) -> Path:
-    folders = {"mono-mic": ("audio_mono-mic", "_mic", 1), "mono-pickup_mix": ("audio_mono-pickup_mix", "_mix", 1),
-               "hex-pickup_original": ("audio_hex-pickup_original", "_hex", 6),
-               "hex-pickup_debleeded": ("audio_hex-pickup_debleeded", "_hex_cln", 6)}
+def write_guitarset(
+    root: Path, stems: list[str], *, variants=("mono-mic",), missing_audio=(), dict_format=False
+) -> Path:
+    folders = {
+        "mono-mic": ("audio_mono-mic", "_mic", 1),
+        "mono-pickup_mix": ("audio_mono-pickup_mix", "_mix", 1),
+        "hex-pickup_original": ("audio_hex-pickup_original", "_hex", 6),
+        "hex-pickup_debleeded": ("audio_hex-pickup_debleeded", "_hex_cln", 6),
+    }
     for stem in stems:
         write_jams(root / "annotation" / f"{stem}.jams", guitarset_notes(stem), dict_format=dict_format)
         if stem in missing_audio:
@@ -121,15 +156,28 @@ def write_pedal_midi(path: Path, notes: NoteArray, pedal: list[tuple[float, floa
 
     pm = notes_to_pretty_midi(notes, program=0)
     for a, b in pedal:
-        pm.instruments[0].control_changes += [pretty_midi.ControlChange(64, 127, a), pretty_midi.ControlChange(64, 0, b)]
+        pm.instruments[0].control_changes += [
+            pretty_midi.ControlChange(64, 127, a),
+            pretty_midi.ControlChange(64, 0, b),
+        ]
     path.parent.mkdir(parents=True, exist_ok=True)
     pm.write(str(path))
     return path
 
 
 MAESTRO_RECORDS = [
-    ("2004/MIDI-Unprocessed_SMF_02_R1_2004_01-05_ORIG_MID--AUDIO_02_R1_2004_05_Track05_wav", "train", "Bach", "Prelude"),
-    ("2004/MIDI-Unprocessed_SMF_05_R1_2004_01_ORIG_MID--AUDIO_05_R1_2004_03_Track03_wav", "validation", "Liszt", "Etude"),
+    (
+        "2004/MIDI-Unprocessed_SMF_02_R1_2004_01-05_ORIG_MID--AUDIO_02_R1_2004_05_Track05_wav",
+        "train",
+        "Bach",
+        "Prelude",
+    ),
+    (
+        "2004/MIDI-Unprocessed_SMF_05_R1_2004_01_ORIG_MID--AUDIO_05_R1_2004_03_Track03_wav",
+        "validation",
+        "Liszt",
+        "Etude",
+    ),
     ("2006/MIDI-Unprocessed_17_R1_2006_01-06_ORIG_MID--AUDIO_17_R1_2006_04_Track04_wav", "test", "Chopin", "Ballade"),
     ("2006/MIDI-Unprocessed_09_R1_2006_01-04_ORIG_MID--AUDIO_09_R1_2006_01_Track01_wav", "test", "Chopin", "Nocturne"),
 ]
@@ -145,8 +193,17 @@ def write_maestro(root: Path, *, fmt: str = "v2json", records=MAESTRO_RECORDS) -
         notes = NoteArray.from_lists([(0.1, 0.3, 60, 70), (0.9, 1.1, 64, 90)])
         write_pedal_midi(root / f"{base}.midi", notes, [(0.2, 0.7)])
         write_wav(root / f"{base}.wav", 1.3, channels=2)
-        rows.append({"canonical_composer": composer, "canonical_title": title, "split": split, "year": int(base[:4]),
-                     "midi_filename": f"{base}.midi", "audio_filename": f"{base}.wav", "duration": 1.3})
+        rows.append(
+            {
+                "canonical_composer": composer,
+                "canonical_title": title,
+                "split": split,
+                "year": int(base[:4]),
+                "midi_filename": f"{base}.midi",
+                "audio_filename": f"{base}.wav",
+                "duration": 1.3,
+            }
+        )
     if fmt == "v2json":
         (root / "maestro-v2.0.0.json").write_text(json.dumps(rows))
     elif fmt == "v3csv":
@@ -171,8 +228,16 @@ def write_synthetic(root: Path, n: int = 5, *, splits=("train", "train", "valida
         item = f"item{i:03d}"
         write_wav(root / "audio" / f"{item}.wav", 1.2)
         notes_to_midi(notes_for(item), root / "labels" / f"{item}.mid", program=0)
-        lines.append({"id": item, "audio": f"audio/{item}.wav", "label": f"labels/{item}.mid", "split": splits[i % len(splits)],
-                      "duration_s": 1.2, "piece": f"piece{i // 2}"})
+        lines.append(
+            {
+                "id": item,
+                "audio": f"audio/{item}.wav",
+                "label": f"labels/{item}.mid",
+                "split": splits[i % len(splits)],
+                "duration_s": 1.2,
+                "piece": f"piece{i // 2}",
+            }
+        )
     (root / "manifest.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     return root
 

@@ -65,7 +65,17 @@ def test_nothing_below_cli_imports_cli():
         ("amtcli.nets", ("amtcli.inference", "amtcli.training", "amtcli.evaluation", "amtcli.zoo", "amtcli.cli")),
         ("amtcli.inference", ("amtcli.evaluation", "amtcli.training")),
         ("amtcli.tokens", ("amtcli.inference", "amtcli.nets", "amtcli.training", "amtcli.evaluation")),
-        ("amtcli.notes", ("amtcli.inference", "amtcli.nets", "amtcli.training", "amtcli.evaluation", "amtcli.synth", "amtcli.datasets")),
+        (
+            "amtcli.notes",
+            (
+                "amtcli.inference",
+                "amtcli.nets",
+                "amtcli.training",
+                "amtcli.evaluation",
+                "amtcli.synth",
+                "amtcli.datasets",
+            ),
+        ),
         ("amtcli.datasets", ("amtcli.synth", "amtcli.training", "amtcli.inference", "amtcli.evaluation")),
         ("amtcli.synth", ("amtcli.training", "amtcli.inference", "amtcli.evaluation")),
         ("amtcli.config", ("amtcli.audio", "amtcli.notes", "amtcli.nets", "amtcli.training", "amtcli.inference")),

@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import sine
 
 from amtcli.audio.io import audio_info, load_audio, save_audio
 from amtcli.errors import AmtWarning, BadAudio
-from conftest import sine
 
 
 def test_stereo_44k_to_mono_16k(tmp_path):

@@ -50,7 +50,11 @@ def test_json_and_csv_outputs_and_overwrite(pairs_and_preds, tmp_path):
     result = invoke("-d", "pairs", "--root", root, "-p", preds, "--json", js, "--csv", cs)
     assert result.exit_code == 0, result.output
     data = json.loads(js.read_text())
-    assert data["dataset"]["n_items"] == 4 and data["systems"][0] == {"name": "tool", "kind": "predictions", "source": str(preds)}
+    assert data["dataset"]["n_items"] == 4 and data["systems"][0] == {
+        "name": "tool",
+        "kind": "predictions",
+        "source": str(preds),
+    }
     micro = data["runs"][0]["aggregate"]["micro"]["note"]
     assert (micro["tp"], micro["n_ref"], micro["n_est"]) == (14, 16, 14)
     assert data["runs"][0]["aggregate"]["macro"]["note"]["recall"] == pytest.approx((1 + 0.5 + 1 + 1) / 4)
@@ -124,9 +128,18 @@ def test_missing_prediction_file_is_named(pairs_and_preds):
 
 
 def test_empty_split_says_what_there_is(tmp_path):
-    root = write_maestro(tmp_path / "maestro", fmt="v3csv", records=[
-        ("2004/MIDI-Unprocessed_XP_01_R1_2004_01-02_ORIG_MID--AUDIO_01_R1_2004_01_Track01_wav", "train", "Bach", "Fugue"),
-    ])
+    root = write_maestro(
+        tmp_path / "maestro",
+        fmt="v3csv",
+        records=[
+            (
+                "2004/MIDI-Unprocessed_XP_01_R1_2004_01-02_ORIG_MID--AUDIO_01_R1_2004_01_Track01_wav",
+                "train",
+                "Bach",
+                "Fugue",
+            ),
+        ],
+    )
     result = invoke("-d", "maestro", "--root", root, "-p", tmp_path)
     assert result.exit_code == 2 and "no recordings in split 'test' (found: train 1)" in result.stderr
 
@@ -148,8 +161,22 @@ def test_model_end_to_end_with_snr_sweep(tmp_path):
     """The bundled tiny random model through transcribe, a noise sweep, the plot and the JSON."""
     root = write_pairs(tmp_path / "takes", ["take1"])
     js, png = tmp_path / "r.json", tmp_path / "snr.png"
-    result = invoke("--root", root, "-m", "tiny-test", "--device", "cpu", "--snr", "10", "--noise", "brown",
-                    "--json", js, "--plot", png)
+    result = invoke(
+        "--root",
+        root,
+        "-m",
+        "tiny-test",
+        "--device",
+        "cpu",
+        "--snr",
+        "10",
+        "--noise",
+        "brown",
+        "--json",
+        js,
+        "--plot",
+        png,
+    )
     assert result.exit_code == 0, result.output
     assert "F1 against SNR (brown noise" in result.stdout and "10 dB" in result.stdout
     data = json.loads(js.read_text())

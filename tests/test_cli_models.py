@@ -9,8 +9,7 @@ import torch
 from typer.testing import CliRunner
 from zoo_support import COMMIT, REPO_ID, fake_hub, hub_env, no_network, toy_arch, toy_zoo  # noqa: F401
 
-from amtcli.cli import app
-from amtcli.cli import common
+from amtcli.cli import app, common
 from amtcli.config import DecodeConfig, FeatureConfig, TrainConfig, to_dict
 from amtcli.nets import build_model
 from amtcli.zoo import hub, load_release, registry
@@ -156,10 +155,15 @@ def run_dir(tmp_path):
     for step, tag in ((20, "best"), (40, "last")):
         with torch.no_grad():
             model.key_bias.fill_(float(step))
-        torch.save({"model": model.state_dict(), "optimizer": {}, "step": step, "best_f1": 0.25,
-                    "config": json.dumps(spec)}, run / "checkpoints" / f"{tag}.pt")
-    lines = [{"step": 10, "loss": 1.0}, {"step": 20, "val": {"note_f1": 0.25, "frame_f1": 0.5}, "best_f1": 0.25},
-             {"step": 40, "val": {"note_f1": 0.125, "frame_f1": 0.375}, "best_f1": 0.25}]
+        torch.save(
+            {"model": model.state_dict(), "optimizer": {}, "step": step, "best_f1": 0.25, "config": json.dumps(spec)},
+            run / "checkpoints" / f"{tag}.pt",
+        )
+    lines = [
+        {"step": 10, "loss": 1.0},
+        {"step": 20, "val": {"note_f1": 0.25, "frame_f1": 0.5}, "best_f1": 0.25},
+        {"step": 40, "val": {"note_f1": 0.125, "frame_f1": 0.375}, "best_f1": 0.25},
+    ]
     (run / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     return run
 

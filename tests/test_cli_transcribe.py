@@ -4,12 +4,12 @@ import json
 
 import numpy as np
 import pytest
+from conftest import render_sines
 from typer.testing import CliRunner
 
 from amtcli.cli import app
 from amtcli.config import FeatureConfig, TrainConfig
 from amtcli.notes import NoteArray, midi_to_notes
-from conftest import render_sines
 
 runner = CliRunner()
 
@@ -23,15 +23,21 @@ def tiny_trained(sine_dataset, tmp_path_factory):
     from amtcli.zoo.release import save_release
 
     root = tmp_path_factory.mktemp("tiny")
-    tc = TrainConfig(steps=150, batch_size=4, crop_s=3.0, val_every=50, warmup_steps=5, lr=1e-2, lr_min=1e-3, pitch_balanced=True)
-    spec = RunSpec("unet-bilstm", {"channels": [4, 8, 8], "lstm_hidden": 8}, FeatureConfig(), tc, data=[str(sine_dataset)])
+    tc = TrainConfig(
+        steps=150, batch_size=4, crop_s=3.0, val_every=50, warmup_steps=5, lr=1e-2, lr_min=1e-3, pitch_balanced=True
+    )
+    spec = RunSpec(
+        "unet-bilstm", {"channels": [4, 8, 8], "lstm_hidden": 8}, FeatureConfig(), tc, data=[str(sine_dataset)]
+    )
     best = train_transcriber(spec, out_dir=root / "run")
     model = build_model("unet-bilstm", spec.model_config)
     model.load_state_dict(load_checkpoint(best)["model"])
     cfg = json.loads((root / "run" / "config.json").read_text())
     from amtcli.config import DecodeConfig, from_dict
 
-    return save_release(model, root / "release", decode_config=from_dict(DecodeConfig, cfg["decode_config"]), card="tiny")
+    return save_release(
+        model, root / "release", decode_config=from_dict(DecodeConfig, cfg["decode_config"]), card="tiny"
+    )
 
 
 @pytest.mark.slow
@@ -47,7 +53,9 @@ def test_transcribes_a_rendered_example(tiny_trained, tmp_path):
     est = midi_to_notes(out)
     assert note_counts(notes, est, with_velocity=False)["note"].f1 >= 0.75
     # csv and json outputs and the plot
-    r = runner.invoke(app, ["transcribe", str(wav), "-o", str(tmp_path / "x.json"), "--model", str(tiny_trained), "--plot"])
+    r = runner.invoke(
+        app, ["transcribe", str(wav), "-o", str(tmp_path / "x.json"), "--model", str(tiny_trained), "--plot"]
+    )
     assert r.exit_code == 0, r.output
     data = json.loads((tmp_path / "x.json").read_text())
     assert {"onset_s", "offset_s", "pitch", "velocity"} <= set(data["notes"][0])
@@ -77,7 +85,9 @@ def test_folder_goes_on_after_a_bad_file(tmp_path):
     save_audio(src / "good.wav", np.zeros(8000, np.float32), sample_rate=16000)
     save_audio(src / "sub" / "good2.flac", np.zeros(8000, np.float32), sample_rate=16000)
     (src / "bad.wav").write_text("not audio")
-    r = runner.invoke(app, ["transcribe", str(src), "-o", str(tmp_path / "out"), "--model", "tiny-test", "--format", "csv"])
+    r = runner.invoke(
+        app, ["transcribe", str(src), "-o", str(tmp_path / "out"), "--model", "tiny-test", "--format", "csv"]
+    )
     assert r.exit_code == 1
     assert (tmp_path / "out" / "good.csv").is_file()
     assert (tmp_path / "out" / "sub" / "good2.csv").is_file()

@@ -6,11 +6,11 @@ import json
 
 import numpy as np
 import pytest
+from conftest import render_sines
 from typer.testing import CliRunner
 
 from amtcli.audio.io import save_audio
 from amtcli.cli import app
-from conftest import render_sines
 
 runner = CliRunner()
 

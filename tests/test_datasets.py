@@ -64,13 +64,26 @@ def test_maps_reader_splits_and_labels(tmp_path):
             "ENSTDkCl": ["alb_se3", "chpn_op7_1"],
             "ENSTDkAm": ["alb_se3", "bk_xmas1"],
             "AkPnBcht": ["alb_se3", "mz_331_3", "grieg_butterfly"],
-            "SptkBGCl": ["liz_et6", "scn15_7", "deb_clai", "mz_331_3", "ty_maerz", "bor_ps6", "pathetique_1", "muss_1", "br_im2"],
+            "SptkBGCl": [
+                "liz_et6",
+                "scn15_7",
+                "deb_clai",
+                "mz_331_3",
+                "ty_maerz",
+                "bor_ps6",
+                "pathetique_1",
+                "muss_1",
+                "br_im2",
+            ],
         },
         nest="MAPS_ENSTDkCl_2",  # archives unpack one level deeper; the reader searches recursively
     )
     test = load_dataset("maps", root=root)
     assert [it.id for it in test] == [
-        "MAPS_MUS-alb_se3_ENSTDkAm", "MAPS_MUS-alb_se3_ENSTDkCl", "MAPS_MUS-bk_xmas1_ENSTDkAm", "MAPS_MUS-chpn_op7_1_ENSTDkCl",
+        "MAPS_MUS-alb_se3_ENSTDkAm",
+        "MAPS_MUS-alb_se3_ENSTDkCl",
+        "MAPS_MUS-bk_xmas1_ENSTDkAm",
+        "MAPS_MUS-chpn_op7_1_ENSTDkCl",
     ]
     everything = load_dataset("maps", root=root, split="all")
     assert len(everything) == 4 + 3 + 9
@@ -114,8 +127,9 @@ def test_maps_txt_only_and_bad_txt(tmp_path):
 
 def test_guitarset_reader_notes_variants_and_missing_audio(tmp_path):
     stems = guitarset_stems(1, 2)
-    root = write_guitarset(tmp_path / "GuitarSet", stems, variants=("mono-mic", "hex-pickup_debleeded"),
-                           missing_audio=(stems[-1],))
+    root = write_guitarset(
+        tmp_path / "GuitarSet", stems, variants=("mono-mic", "hex-pickup_debleeded"), missing_audio=(stems[-1],)
+    )
     items = load_dataset("guitarset", root=root, split="all")
     assert [it.id for it in items] == sorted(stems[:-1])
     assert items.skipped and stems[-1] in items.skipped[0][0]
@@ -127,7 +141,9 @@ def test_guitarset_reader_notes_variants_and_missing_audio(tmp_path):
     np.testing.assert_array_equal(np.sort(notes.pitch), np.sort(np.rint([o[2] for o in obs]).astype(int)))
     np.testing.assert_allclose(np.sort(notes.offset_s - notes.onset_s), 0.2)
     hex_items = load_dataset("guitarset", root=root, split="all", audio_variant="hex_cln")
-    assert hex_items[0].audio.parent.name == "audio_hex-pickup_debleeded" and hex_items[0].audio.name.endswith("_hex_cln.wav")
+    assert hex_items[0].audio.parent.name == "audio_hex-pickup_debleeded" and hex_items[0].audio.name.endswith(
+        "_hex_cln.wav"
+    )
     with pytest.raises(DatasetNotFound, match="no audio"):
         load_dataset("guitarset", root=root, split="all", audio_variant="mono-pickup_mix")
     with pytest.raises(BadInput, match="variant"):
@@ -166,7 +182,11 @@ def test_maestro_reader_metadata_formats_and_pedal(tmp_path, fmt):
     root = write_maestro(tmp_path / "maestro", fmt=fmt)
     test = load_dataset("maestro", root=root)
     assert len(test) == 2 and {it.piece for it in test} == {"Chopin / Ballade", "Chopin / Nocturne"}
-    assert Counter(it.split for it in load_dataset("maestro", root=root, split="all")) == {"train": 1, "validation": 1, "test": 2}
+    assert Counter(it.split for it in load_dataset("maestro", root=root, split="all")) == {
+        "train": 1,
+        "validation": 1,
+        "test": 2,
+    }
     notes = test[0].load_notes()
     # the first note is released at 0.3 s while the pedal is down (0.2-0.7 s): it sounds until 0.7 s
     np.testing.assert_allclose(notes.offset_s, [0.7, 1.1], atol=2e-3)
@@ -267,5 +287,9 @@ def test_real_guitarset_layout(shared_data):
     assert items[0].piece == "03_BN3-119-G"
     notes = items[0].load_notes()
     assert len(notes) > 0 and set(notes.pitch.tolist()) >= {67, 71}
-    for variant, suffix in [("mono-pickup_mix", "_mix.wav"), ("hex-pickup_original", "_hex.wav"), ("hex-pickup_debleeded", "_hex_cln.wav")]:
+    for variant, suffix in [
+        ("mono-pickup_mix", "_mix.wav"),
+        ("hex-pickup_original", "_hex.wav"),
+        ("hex-pickup_debleeded", "_hex_cln.wav"),
+    ]:
         assert load_dataset("guitarset", root=root, split="all", audio_variant=variant)[0].audio.name.endswith(suffix)

@@ -66,7 +66,14 @@ def test_notes_rolls_notes_round_trip(rng):
     notes = NoteArray.from_lists(rows)
     n_frames = int(np.ceil(notes.end_s * FR)) + 5
     r = notes_to_rolls(notes, n_frames=n_frames, frame_rate=FR)
-    back = decode_frames(r["onset"], r["frame"], offset=r["offset"], velocity=r["velocity"], frame_rate=FR, config=DecodeConfig(min_note_s=0.0))
+    back = decode_frames(
+        r["onset"],
+        r["frame"],
+        offset=r["offset"],
+        velocity=r["velocity"],
+        frame_rate=FR,
+        config=DecodeConfig(min_note_s=0.0),
+    )
     assert len(back) == len(notes)
     a = notes[np.lexsort((notes.onset_s, notes.pitch))]
     b = back[np.lexsort((back.onset_s, back.pitch))]

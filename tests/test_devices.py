@@ -95,11 +95,11 @@ def test_amt_info_prints_the_choice(cache_home, monkeypatch):
 
 
 def test_transcribe_refuses_a_bad_precision_in_one_line(tmp_path):
+    from conftest import sine
     from typer.testing import CliRunner
 
-    from amtcli.cli import app
     from amtcli.audio.io import save_audio
-    from conftest import sine
+    from amtcli.cli import app
 
     src = save_audio(tmp_path / "a.wav", sine(440, 0.5), sample_rate=16000)
     result = CliRunner().invoke(app, ["transcribe", str(src), "--precision", "int8", "--model", "tiny-test"])

@@ -15,7 +15,18 @@ TINY = {"channels": [4, 8, 8], "lstm_hidden": 8}
 def _spec(ds, steps):
     from amtcli.training.loop import RunSpec
 
-    tc = TrainConfig(steps=steps, batch_size=2, crop_s=2.0, val_every=1000, checkpoint_every=2, warmup_steps=1, lr=3e-3, precision="fp32", calibrate=False, threads=1)
+    tc = TrainConfig(
+        steps=steps,
+        batch_size=2,
+        crop_s=2.0,
+        val_every=1000,
+        checkpoint_every=2,
+        warmup_steps=1,
+        lr=3e-3,
+        precision="fp32",
+        calibrate=False,
+        threads=1,
+    )
     return RunSpec("unet-bilstm", TINY, FeatureConfig(), tc, data=[str(ds)])
 
 

@@ -216,7 +216,9 @@ def test_batch_is_one_to_one(pair_dataset):
     # row i of both sides is the same span of the same item after the same transposition
     for i, k in enumerate(keys):
         f, r = transpose_pair(
-            items[k.item].features[k.start : k.start + 32], items[k.item].roll[k.start : k.start + 32], k.semitones,
+            items[k.item].features[k.start : k.start + 32],
+            items[k.item].roll[k.start : k.start + 32],
+            k.semitones,
             feature_config=fc,
         )
         np.testing.assert_array_equal(score[i], r)
@@ -241,7 +243,9 @@ def test_batch_with_fewer_slots_than_pieces_uses_distinct_pieces(pair_dataset):
     items = load_pair_items(pair_dataset, feature_config=fc)
     renders = set()
     for seed in range(5):
-        _, _, keys = sample_batch(items, batch_size=5, snippet_frames=32, rng=np.random.default_rng(seed), feature_config=fc)
+        _, _, keys = sample_batch(
+            items, batch_size=5, snippet_frames=32, rng=np.random.default_rng(seed), feature_config=fc
+        )
         assert len({items[k.item].piece for k in keys}) == 5
         renders |= {items[k.item].id.split("-")[1] for k in keys}
     assert renders == {"sf0", "sf1"}  # both "soundfonts" get drawn
@@ -274,7 +278,9 @@ def test_training_writes_checkpoints_and_resumes_exactly(pair_dataset, tmp_path)
         train_embedding(pair_dataset, out_dir=tmp_path / "b", steps=4, progress=interrupt, **kw)
     assert load_checkpoint(tmp_path / "b")["step"] == 2
     seen = []
-    train_embedding(pair_dataset, out_dir=tmp_path / "b", steps=4, resume=True, progress=lambda s, n, m: seen.append((s, n)), **kw)
+    train_embedding(
+        pair_dataset, out_dir=tmp_path / "b", steps=4, resume=True, progress=lambda s, n, m: seen.append((s, n)), **kw
+    )
     assert seen == [(3, 4), (4, 4)]
     a, b = load_checkpoint(tmp_path / "a"), load_checkpoint(tmp_path / "b")
     assert a["step"] == b["step"] == 4
@@ -291,7 +297,9 @@ def test_training_writes_checkpoints_and_resumes_exactly(pair_dataset, tmp_path)
     export_run(tmp_path / "a", tmp_path / "release", checkpoint="last")
     model, cfg = load_release(tmp_path / "release")
     assert cfg.architecture == "embedding"
-    torch.testing.assert_close(model.state_dict()["audio_encoder.project.weight"], a["model"]["audio_encoder.project.weight"])
+    torch.testing.assert_close(
+        model.state_dict()["audio_encoder.project.weight"], a["model"]["audio_encoder.project.weight"]
+    )
 
 
 def test_training_refuses_to_overwrite_a_run(pair_dataset, tmp_path):

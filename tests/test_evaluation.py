@@ -8,14 +8,21 @@ import warnings
 
 import numpy as np
 import pytest
-from dataset_fixtures import notes_for, write_pairs
+from dataset_fixtures import write_pairs
 
 from amtcli.datasets import load_dataset
 from amtcli.errors import BadInput
 from amtcli.evaluation.metrics import METRICS, Counts, aggregate, frame_counts, score_notes
 from amtcli.evaluation.reports import plot_robustness, runs_to_dict, write_csv, write_json
 from amtcli.evaluation.robustness import f1_by_condition, snr_conditions
-from amtcli.evaluation.suites import CLEAN, Condition, ModelSystem, PredictionFolder, noise_rng, parse_snrs, run_evaluation
+from amtcli.evaluation.suites import (
+    CLEAN,
+    Condition,
+    ModelSystem,
+    PredictionFolder,
+    parse_snrs,
+    run_evaluation,
+)
 from amtcli.notes import NoteArray, notes_to_midi
 
 
@@ -76,7 +83,9 @@ def test_velocity_is_judged_after_linear_rescaling(ref):
     assert score_notes(ref, NoteArray(ref.onset_s, ref.offset_s, ref.pitch, ref.velocity[::-1], ref.program))[
         "note_offset_velocity"
     ].f1 == pytest.approx(1.0)
-    shuffled = NoteArray(ref.onset_s, ref.offset_s, ref.pitch, ref.velocity[[3, 7, 0, 9, 1, 5, 8, 2, 6, 4]], ref.program)
+    shuffled = NoteArray(
+        ref.onset_s, ref.offset_s, ref.pitch, ref.velocity[[3, 7, 0, 9, 1, 5, 8, 2, 6, 4]], ref.program
+    )
     s = score_notes(ref, shuffled)
     assert s["note_offset"].f1 == 1.0 and s["note_offset_velocity"].tp == 2  # measured: 2 of 10 within 0.1
     assert score_notes(ref, ref, with_velocity=False)["note_offset_velocity"] is None
@@ -96,7 +105,11 @@ def test_empty_sets_without_warnings(ref):
 
 def test_zero_length_and_drum_estimates_are_handled(ref):
     est = NoteArray(
-        np.r_[ref.onset_s, 0.5], np.r_[ref.onset_s, 0.6], np.r_[ref.pitch, 36], np.r_[ref.velocity, 100], np.r_[ref.program, -1]
+        np.r_[ref.onset_s, 0.5],
+        np.r_[ref.onset_s, 0.6],
+        np.r_[ref.pitch, 36],
+        np.r_[ref.velocity, 100],
+        np.r_[ref.program, -1],
     )
     s = score_notes(ref, est)  # zero-length notes (mir_eval refuses them) and a drum hit (ignored)
     assert s["note"] == Counts(10, 10, 10)
@@ -115,7 +128,15 @@ def test_frame_counts_agree_with_mir_eval_multipitch(rng):
 
     def freqs(notes):
         return [
-            np.array(sorted({440.0 * 2 ** ((p - 69) / 12) for on, off, p in zip(notes.onset_s, notes.offset_s, notes.pitch) if on <= t < off}))
+            np.array(
+                sorted(
+                    {
+                        440.0 * 2 ** ((p - 69) / 12)
+                        for on, off, p in zip(notes.onset_s, notes.offset_s, notes.pitch)
+                        if on <= t < off
+                    }
+                )
+            )
             for t in times
         ]
 
@@ -283,7 +304,9 @@ def test_tiny_network_end_to_end(pairs):
     net = build_model("unet-bilstm", cfg, FeatureConfig())
     release = ReleaseConfig(architecture="unet-bilstm", model_config=cfg, feature_config=FeatureConfig())
     items = load_dataset("pairs", root=pairs, split="all")[:1]
-    runs = run_evaluation(items, [ModelSystem((net, release), device="cpu", name="tiny")], conditions=snr_conditions([10]))
+    runs = run_evaluation(
+        items, [ModelSystem((net, release), device="cpu", name="tiny")], conditions=snr_conditions([10])
+    )
     assert [r.condition.name for r in runs] == ["clean", "10 dB white"]
     counts = runs[0].files[0].counts["note"]
     assert counts.n_ref == 4 and 0 <= counts.tp <= min(counts.n_ref, counts.n_est)
@@ -309,7 +332,11 @@ def two_runs(pairs):
 def test_json_and_csv_reports(two_runs, tmp_path):
     data = runs_to_dict(two_runs, meta={"dataset": {"name": "pairs"}})
     assert data["settings"]["onset_tolerance_s"] == 0.05 and data["dataset"]["name"] == "pairs"
-    assert [(r["system"], r["condition"]) for r in data["runs"]][:3] == [("a", "clean"), ("a", "20 dB white"), ("a", "0 dB white")]
+    assert [(r["system"], r["condition"]) for r in data["runs"]][:3] == [
+        ("a", "clean"),
+        ("a", "20 dB white"),
+        ("a", "0 dB white"),
+    ]
     first = data["runs"][0]
     assert first["aggregate"]["micro"]["note"]["f1"] == 1.0 and first["files"][0]["note"]["n_ref"] == 4
     assert data["runs"][3]["aggregate"]["micro"]["note"]["recall"] == 0.0  # system b never answers

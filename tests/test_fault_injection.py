@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import render_sines
 
 from amtcli.audio.io import load_audio, save_audio
 from amtcli.notes import NoteArray, midi_to_notes, notes_to_midi
-from conftest import render_sines
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="kills and /proc: Linux")
 
@@ -34,7 +34,9 @@ SR = 16000
 
 def start(args, cwd: Path) -> subprocess.Popen:
     env = {**os.environ, "AMT_PROGRESS": ""}
-    return subprocess.Popen([*AMT, *map(str, args)], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [*AMT, *map(str, args)], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def run(args, cwd: Path) -> subprocess.CompletedProcess:
@@ -109,7 +111,11 @@ def recordings(tmp_path_factory):
     rng = np.random.default_rng(7)
     for i in range(8):
         rows = [(0.1 + 0.3 * k, 0.35 + 0.3 * k, int(rng.integers(48, 84)), 90) for k in range(5)]
-        save_audio(root / ("sub" if i % 2 else ".") / f"r{i}.wav", render_sines(NoteArray.from_lists(rows), duration_s=1.8), sample_rate=SR)
+        save_audio(
+            root / ("sub" if i % 2 else ".") / f"r{i}.wav",
+            render_sines(NoteArray.from_lists(rows), duration_s=1.8),
+            sample_rate=SR,
+        )
     return root
 
 
@@ -124,7 +130,22 @@ def reference(recordings, tmp_path_factory):
     from amtcli.cli import app
 
     out = tmp_path_factory.mktemp("ref") / "out"
-    r = CliRunner().invoke(app, ["transcribe", str(recordings), "-o", str(out), "-m", "tiny-test", "--device", "cpu", "--format", "json", *DECODE])
+    r = CliRunner().invoke(
+        app,
+        [
+            "transcribe",
+            str(recordings),
+            "-o",
+            str(out),
+            "-m",
+            "tiny-test",
+            "--device",
+            "cpu",
+            "--format",
+            "json",
+            *DECODE,
+        ],
+    )
     assert r.exit_code == 0, r.output
     return {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*.json")}
 
@@ -148,11 +169,30 @@ def test_kill_transcribe_then_rerun(recordings, reference, tmp_path, seed=0):
 def test_a_killed_worker_costs_nothing(recordings, reference, tmp_path):
     """kill -9 of one `--jobs 2` worker: its file is tried again and the batch ends complete."""
     out = tmp_path / "out"
-    proc = start(["transcribe", recordings, "-o", out, "-m", "tiny-test", "--device", "cpu", "--format", "json", "--jobs", 2, *DECODE], cwd=tmp_path)
+    proc = start(
+        [
+            "transcribe",
+            recordings,
+            "-o",
+            out,
+            "-m",
+            "tiny-test",
+            "--device",
+            "cpu",
+            "--format",
+            "json",
+            "--jobs",
+            2,
+            *DECODE,
+        ],
+        cwd=tmp_path,
+    )
     t0 = time.monotonic()
     while not any(out.rglob("*.json")) and proc.poll() is None and time.monotonic() - t0 < 120:
         time.sleep(0.02)
-    workers = [p for p in descendants(proc.pid) if "multiprocessing" in Path(f"/proc/{p}/cmdline").read_text(errors="replace")]
+    workers = [
+        p for p in descendants(proc.pid) if "multiprocessing" in Path(f"/proc/{p}/cmdline").read_text(errors="replace")
+    ]
     assert workers, "no worker processes found"
     os.kill(max(workers), signal.SIGKILL)
     out_text, err = proc.communicate(timeout=300)
@@ -179,22 +219,45 @@ def synth_inputs(tmp_path_factory):
     lines = ["file,pitch,velocity,timbre"]
     for pitch in range(48, 88, 6):
         f = 440.0 * 2 ** ((pitch - 69) / 12)
-        save_audio(bank / f"s{pitch}.wav", (0.4 * np.sin(2 * np.pi * f * t) * np.exp(-3 * t)).astype(np.float32), sample_rate=SR)
+        save_audio(
+            bank / f"s{pitch}.wav",
+            (0.4 * np.sin(2 * np.pi * f * t) * np.exp(-3 * t)).astype(np.float32),
+            sample_rate=SR,
+        )
         lines.append(f"s{pitch}.wav,{pitch},100,sine")
     (bank / "oneshots.csv").write_text("\n".join(lines) + "\n")
     return root
 
 
 def synth_args(inputs: Path, out: Path) -> list:
-    return ["synth", inputs / "midi", "-o", out, "--renderer", "oneshot", "--oneshots", inputs / "bank", "--excerpt-s", "1",
-            "-k", "2", "--workers", "2"]
+    return [
+        "synth",
+        inputs / "midi",
+        "-o",
+        out,
+        "--renderer",
+        "oneshot",
+        "--oneshots",
+        inputs / "bank",
+        "--excerpt-s",
+        "1",
+        "-k",
+        "2",
+        "--workers",
+        "2",
+    ]
 
 
 def check_dataset(out: Path) -> dict[str, dict]:
     """The folder holds exactly what its manifest lists, every file readable; returns the records by id."""
     rows = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
     listed = {r[k] for r in rows for k in ("audio", "label", "features") if r.get(k)}
-    on_disk = {p.relative_to(out).as_posix() for sub in ("audio", "labels", "features") for p in (out / sub).rglob("*") if p.is_file()}
+    on_disk = {
+        p.relative_to(out).as_posix()
+        for sub in ("audio", "labels", "features")
+        for p in (out / sub).rglob("*")
+        if p.is_file()
+    }
     assert on_disk == listed, f"unlisted: {sorted(on_disk - listed)[:5]}, missing: {sorted(listed - on_disk)[:5]}"
     for r in rows:
         assert len(load_audio(out / r["audio"])) > 0
@@ -232,4 +295,6 @@ def test_kill_synth_workers_then_rerun(synth_inputs, synth_reference, tmp_path, 
     assert sorted(got) == sorted(reference)
     for item_id, rec in got.items():  # items are deterministic: the same whatever the interruption
         ref = reference[item_id]
-        assert {k: rec[k] for k in ("split", "n_notes", "duration_s", "timbres")} == {k: ref[k] for k in ("split", "n_notes", "duration_s", "timbres")}
+        assert {k: rec[k] for k in ("split", "n_notes", "duration_s", "timbres")} == {
+            k: ref[k] for k in ("split", "n_notes", "duration_s", "timbres")
+        }

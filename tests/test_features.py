@@ -1,11 +1,11 @@
 import numpy as np
 import pytest
 import torch
+from conftest import sine
 
 from amtcli.audio.features import CQTFrontEnd, compute_features, cqt_kernels, get_front_end, n_frames_for
 from amtcli.config import FeatureConfig
 from amtcli.errors import BadInput
-from conftest import sine
 
 
 def test_shape_and_peak_at_the_right_key():
@@ -41,13 +41,24 @@ def _nnaudio_cqt(cfg):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return nnaudio.CQT1992v2(
-            sr=cfg.sample_rate, hop_length=cfg.hop_length, fmin=cfg.fmin_hz, n_bins=cfg.n_bins,
-            bins_per_octave=cfg.bins_per_octave, filter_scale=cfg.filter_scale, output_format="Magnitude",
-            center=True, pad_mode="constant", verbose=False,
+            sr=cfg.sample_rate,
+            hop_length=cfg.hop_length,
+            fmin=cfg.fmin_hz,
+            n_bins=cfg.n_bins,
+            bins_per_octave=cfg.bins_per_octave,
+            filter_scale=cfg.filter_scale,
+            output_format="Magnitude",
+            center=True,
+            pad_mode="constant",
+            verbose=False,
         )
 
 
-CONFIGS = [FeatureConfig(), FeatureConfig(bins_per_semitone=1, filter_scale=1.0), FeatureConfig(hop_length=320, n_keys=60)]
+CONFIGS = [
+    FeatureConfig(),
+    FeatureConfig(bins_per_semitone=1, filter_scale=1.0),
+    FeatureConfig(hop_length=320, n_keys=60),
+]
 
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=["default", "1-bin-per-key", "hop-320"])

@@ -5,11 +5,11 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import render_sines
 from typer.testing import CliRunner
 
 from amtcli.cli import app
 from amtcli.errors import BadInput
-from conftest import render_sines
 
 runner = CliRunner()
 
@@ -56,7 +56,9 @@ def test_load_examples_reads_any_dataset_and_caches_features(pairs, tmp_path):
     train = load_examples([src], split="train", feature_config=fc, cache_dir=tmp_path / "cache")
     assert [e.id for e in train] == [f"pairs/{it.id}" for it in items] and len(train) == 4
     first = items[0]
-    np.testing.assert_array_equal(train[0].features, compute_features(load_audio(first.audio, sample_rate=fc.sample_rate), config=fc))
+    np.testing.assert_array_equal(
+        train[0].features, compute_features(load_audio(first.audio, sample_rate=fc.sample_rate), config=fc)
+    )
     np.testing.assert_array_equal(train[0].notes.pitch, first.load_notes().pitch)
     assert train[0].audio == first.audio
     assert len(list((tmp_path / "cache").glob("*.npy"))) == 4
@@ -90,9 +92,33 @@ def test_finetune_prints_zero_shot_versus_fine_tuned(pairs, tmp_path):
     from amtcli.zoo import load_model
 
     run, plot = tmp_path / "run", tmp_path / "curve.png"
-    args = ["finetune", "--from", "tiny-test", "--to", "pairs", "--root", str(pairs), "--out", str(run), "--steps", "3",
-            "--batch-size", "2", "--crop-s", "2", "--val-every", "2", "--freeze", "encoder", "--lr", "3e-3",
-            "--plot", str(plot), "--device", "cpu"]
+    args = [
+        "finetune",
+        "--from",
+        "tiny-test",
+        "--to",
+        "pairs",
+        "--root",
+        str(pairs),
+        "--out",
+        str(run),
+        "--steps",
+        "3",
+        "--batch-size",
+        "2",
+        "--crop-s",
+        "2",
+        "--val-every",
+        "2",
+        "--freeze",
+        "encoder",
+        "--lr",
+        "3e-3",
+        "--plot",
+        str(plot),
+        "--device",
+        "cpu",
+    ]
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     out = res.output
@@ -127,9 +153,26 @@ def test_finetune_prints_zero_shot_versus_fine_tuned(pairs, tmp_path):
     assert plot.stat().st_size > 1000 and plot.read_bytes()[:4] == b"\x89PNG"
 
     # a second run beside it cannot clobber the release; the curves of both runs plot together
-    res = runner.invoke(app, ["finetune", "--from", "tiny-test", "--to", "pairs", "--root", str(pairs), "--out", str(tmp_path / "other"), "--release", str(run / "release")])
+    res = runner.invoke(
+        app,
+        [
+            "finetune",
+            "--from",
+            "tiny-test",
+            "--to",
+            "pairs",
+            "--root",
+            str(pairs),
+            "--out",
+            str(tmp_path / "other"),
+            "--release",
+            str(run / "release"),
+        ],
+    )
     assert res.exit_code != 0 and "already holds" in res.output and "Traceback" not in res.output
-    res = runner.invoke(app, ["finetune", "--compare", str(run), "--compare", str(run), "--plot", str(tmp_path / "both.svg")])
+    res = runner.invoke(
+        app, ["finetune", "--compare", str(run), "--compare", str(run), "--plot", str(tmp_path / "both.svg")]
+    )
     assert res.exit_code == 0, res.output
     assert (tmp_path / "both.svg").read_text().count("from tiny-test") >= 2
 
@@ -138,12 +181,60 @@ def test_finetune_option_errors_are_one_line(pairs, tmp_path):
     cases = [
         (["finetune", "--to", "pairs", "--root", str(pairs), "--out", str(tmp_path / "r")], "needs --from"),
         (["finetune", "--from", "tiny-test", "--to", "nosuch", "--out", str(tmp_path / "r")], "unknown dataset"),
-        (["finetune", "--from", "tiny-test", "--to", "pairs", "--root", str(pairs), "--out", str(tmp_path / "r"), "--freeze", "lstm"], "--freeze lstm"),
-        (["finetune", "--from", "tiny-test", "--to", "pairs", "--root", str(pairs), "--out", str(tmp_path / "r"), "--noise-rounds", "1", "--noise-target", "0.5:0.1"], "0 < LOW < HIGH"),
-        (["finetune", "--from", "tiny-test", "--to", "pairs", "--root", str(tmp_path / "missing"), "--out", str(tmp_path / "r")], "not a folder"),
+        (
+            [
+                "finetune",
+                "--from",
+                "tiny-test",
+                "--to",
+                "pairs",
+                "--root",
+                str(pairs),
+                "--out",
+                str(tmp_path / "r"),
+                "--freeze",
+                "lstm",
+            ],
+            "--freeze lstm",
+        ),
+        (
+            [
+                "finetune",
+                "--from",
+                "tiny-test",
+                "--to",
+                "pairs",
+                "--root",
+                str(pairs),
+                "--out",
+                str(tmp_path / "r"),
+                "--noise-rounds",
+                "1",
+                "--noise-target",
+                "0.5:0.1",
+            ],
+            "0 < LOW < HIGH",
+        ),
+        (
+            [
+                "finetune",
+                "--from",
+                "tiny-test",
+                "--to",
+                "pairs",
+                "--root",
+                str(tmp_path / "missing"),
+                "--out",
+                str(tmp_path / "r"),
+            ],
+            "not a folder",
+        ),
         (["finetune", "--plot", str(tmp_path / "p.png")], "--compare"),
         (["finetune", "--compare", str(tmp_path), "--plot", str(tmp_path / "p.png")], "not a training run"),
-        (["finetune", "--from", "nosuch-model", "--to", "pairs", "--root", str(pairs), "--out", str(tmp_path / "r")], "nosuch-model"),
+        (
+            ["finetune", "--from", "nosuch-model", "--to", "pairs", "--root", str(pairs), "--out", str(tmp_path / "r")],
+            "nosuch-model",
+        ),
     ]
     for args, message in cases:
         res = runner.invoke(app, args)

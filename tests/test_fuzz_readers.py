@@ -42,7 +42,22 @@ def variants(valid: bytes, seed: int, n: int = N) -> list[bytes]:
     return out
 
 
-ODD_VALUES = [None, True, 0, -1, 1e308, float("nan"), float("inf"), "", "x", "../../etc/passwd", [], [1, "a"], {}, {"a": 1}]
+ODD_VALUES = [
+    None,
+    True,
+    0,
+    -1,
+    1e308,
+    float("nan"),
+    float("inf"),
+    "",
+    "x",
+    "../../etc/passwd",
+    [],
+    [1, "a"],
+    {},
+    {"a": 1},
+]
 
 
 def json_variants(doc, seed: int, n: int = N) -> list[bytes]:
@@ -94,7 +109,9 @@ def check_reader(read, path, data: bytes) -> None:
 def _wav(tmp_path, name="v.wav", **kw):
     from amtcli.audio.io import save_audio
 
-    return save_audio(tmp_path / name, (0.3 * np.sin(np.arange(8000) / 5)).astype(np.float32), sample_rate=16000).read_bytes()
+    return save_audio(
+        tmp_path / name, (0.3 * np.sin(np.arange(8000) / 5)).astype(np.float32), sample_rate=16000
+    ).read_bytes()
 
 
 def _midi(tmp_path):
@@ -106,7 +123,9 @@ def _midi(tmp_path):
 
 def _jams():
     data = [{"time": 0.1 * k, "duration": 0.2, "value": 60 + k, "confidence": None} for k in range(4)]
-    return json.dumps({"annotations": [{"namespace": "note_midi", "data": data}], "file_metadata": {"duration": 1.0}}).encode()
+    return json.dumps(
+        {"annotations": [{"namespace": "note_midi", "data": data}], "file_metadata": {"duration": 1.0}}
+    ).encode()
 
 
 # ------------------------------------------------------------------------------------- library level
@@ -169,7 +188,10 @@ def test_registry_reader(tmp_path, monkeypatch):
 def test_manifest_reader(tmp_path):
     from amtcli.datasets import load_dataset
 
-    rows = [{"id": f"i{k}", "audio": f"audio/i{k}.flac", "label": f"labels/i{k}.mid", "split": "test", "duration_s": 1.0} for k in range(3)]
+    rows = [
+        {"id": f"i{k}", "audio": f"audio/i{k}.flac", "label": f"labels/i{k}.mid", "split": "test", "duration_s": 1.0}
+        for k in range(3)
+    ]
     valid = "".join(json.dumps(r) + "\n" for r in rows).encode()
     root = tmp_path / "ds"
     root.mkdir()
@@ -182,7 +204,7 @@ def test_manifest_reader(tmp_path):
 def test_toml_config_reader(tmp_path):
     from amtcli.cli.train import load_toml_config
 
-    valid = b'[train]\nsteps = 10\nlr = 0.001\n\n[features]\nhop_length = 512\n\n[decode]\nonset_threshold = 0.4\n'
+    valid = b"[train]\nsteps = 10\nlr = 0.001\n\n[features]\nhop_length = 512\n\n[decode]\nonset_threshold = 0.4\n"
     for i, data in enumerate(variants(valid, seed=9)):
         check_reader(load_toml_config, tmp_path / f"f{i}.toml", data)
 
@@ -191,7 +213,12 @@ def test_toml_config_values_reach_the_configs_checked(tmp_path):
     """A run.toml that parses but holds wrong types or values is refused naming the field."""
     from amtcli.config import DecodeConfig, FeatureConfig, TrainConfig, from_dict
 
-    for cls, table in ((FeatureConfig, {"hop_length": 0}), (FeatureConfig, {"hop_length": "x"}), (DecodeConfig, {"onset_threshold": 2.0}), (TrainConfig, {"steps": "many"})):
+    for cls, table in (
+        (FeatureConfig, {"hop_length": 0}),
+        (FeatureConfig, {"hop_length": "x"}),
+        (DecodeConfig, {"onset_threshold": 2.0}),
+        (TrainConfig, {"steps": "many"}),
+    ):
         with pytest.raises(AmtError, match=next(iter(table))):
             from_dict(cls, table)
 
@@ -202,7 +229,9 @@ def test_toml_config_values_reach_the_configs_checked(tmp_path):
 def _no_traceback(result) -> None:
     assert result.exit_code != 70, result.output
     assert "Traceback" not in result.output, result.output
-    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit), repr(
+        result.exception
+    )
 
 
 def test_transcribe_on_damaged_audio(tmp_path):
@@ -210,7 +239,9 @@ def test_transcribe_on_damaged_audio(tmp_path):
     for i, data in enumerate(variants(valid, seed=10, n=10)):
         path = tmp_path / f"f{i}.wav"
         path.write_bytes(data)
-        result = runner.invoke(app, ["transcribe", str(path), "-o", str(tmp_path / f"f{i}.mid"), "-m", "tiny-test", "--device", "cpu"])
+        result = runner.invoke(
+            app, ["transcribe", str(path), "-o", str(tmp_path / f"f{i}.mid"), "-m", "tiny-test", "--device", "cpu"]
+        )
         _no_traceback(result)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -10,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_embedding import TINY, random_piece
 from typer.testing import CliRunner
 
 from amtcli.cli import app
 from amtcli.inference.identify import LibraryIndex, index_library, rank_pieces
-from test_embedding import TINY, random_piece
 
 runner = CliRunner()
 
@@ -113,8 +112,9 @@ def _one_error_line(result, code, text):
 
 
 def test_cli_bad_inputs(tiny_release, library, tmp_path, three_note_midi):
-    from amtcli.audio.io import save_audio
     from conftest import sine
+
+    from amtcli.audio.io import save_audio
 
     wav = save_audio(tmp_path / "rec.wav", sine(440.0, 3.0), sample_rate=16000)
     base = ["identify", str(wav), "--model", str(tiny_release), "--cache-dir", str(tmp_path / "c")]
@@ -142,8 +142,9 @@ def test_cli_bad_inputs(tiny_release, library, tmp_path, three_note_midi):
 
 
 def test_cli_lists_matches(tiny_release, library, tmp_path):
-    from amtcli.audio.io import save_audio
     from test_embedding import additive_render
+
+    from amtcli.audio.io import save_audio
 
     wav = save_audio(tmp_path / "rec.flac", additive_render(random_piece(101, duration_s=4.0)), sample_rate=16000)
     args = ["identify", str(wav), "--library", str(library), "--model", str(tiny_release), "--top", "2"]
@@ -201,13 +202,26 @@ def test_identify_finds_the_right_piece_with_a_tiny_trained_model(tmp_path):
         save_audio(data / "audio" / f"p{p}.flac", audio, sample_rate=16000)
         shutil.copy(midi, data / f"p{p}.mid")
         np.save(data / f"p{p}.npy", compute_features(audio, config=fc))
-        lines.append({"id": f"p{p}", "audio": f"audio/p{p}.flac", "label": f"p{p}.mid", "features": f"p{p}.npy",
-                      "split": "train", "duration_s": len(audio) / 16000})
+        lines.append(
+            {
+                "id": f"p{p}",
+                "audio": f"audio/p{p}.flac",
+                "label": f"p{p}.mid",
+                "features": f"p{p}.npy",
+                "split": "train",
+                "duration_s": len(audio) / 16000,
+            }
+        )
     (data / "manifest.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
 
     torch.set_num_threads(1)
     train_embedding(
-        data, out_dir=tmp_path / "run", steps=150, batch_size=8, lr=5e-3, seed=0,
+        data,
+        out_dir=tmp_path / "run",
+        steps=150,
+        batch_size=8,
+        lr=5e-3,
+        seed=0,
         model_config={"channels": (8, 8, 16, 16), "embed_dim": 16, "snippet_frames": 32},
         train_config=EmbeddingTrainConfig(max_transpose=0, max_gain_db=6.0, checkpoint_every=150, precision="fp32"),
     )
@@ -218,8 +232,16 @@ def test_identify_finds_the_right_piece_with_a_tiny_trained_model(tmp_path):
     save_audio(tmp_path / "query.flac", excerpts[2], sample_rate=16000)
     result = runner.invoke(
         app,
-        ["identify", str(tmp_path / "query.flac"), "--library", str(lib), "--model", str(release),
-         "--cache-dir", str(tmp_path / "cache")],
+        [
+            "identify",
+            str(tmp_path / "query.flac"),
+            "--library",
+            str(lib),
+            "--model",
+            str(release),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+        ],
         env={"COLUMNS": "200"},
     )
     assert result.exit_code == 0, result.output

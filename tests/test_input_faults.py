@@ -24,7 +24,9 @@ runner = CliRunner()
 
 
 def _truncated_wav(tmp_path, keep: float):
-    full = save_audio(tmp_path / "full.wav", (0.1 * np.sin(np.arange(160000) / 7)).astype(np.float32), sample_rate=16000)
+    full = save_audio(
+        tmp_path / "full.wav", (0.1 * np.sin(np.arange(160000) / 7)).astype(np.float32), sample_rate=16000
+    )
     data = full.read_bytes()
     cut = tmp_path / "cut.wav"
     cut.write_bytes(data[: int(len(data) * keep)])
@@ -47,7 +49,9 @@ def test_a_complete_wav_does_not_warn(tmp_path):
 
 def test_amt_transcribe_shows_the_truncation_warning(tmp_path):
     cut = _truncated_wav(tmp_path, keep=0.5)
-    r = runner.invoke(app, ["transcribe", str(cut), "-o", str(tmp_path / "cut.mid"), "-m", "tiny-test", "--device", "cpu"])
+    r = runner.invoke(
+        app, ["transcribe", str(cut), "-o", str(tmp_path / "cut.mid"), "-m", "tiny-test", "--device", "cpu"]
+    )
     assert r.exit_code == 0, r.output
     assert "warning:" in r.output and "truncated" in r.output and "Traceback" not in r.output
 
@@ -57,7 +61,9 @@ def test_a_batch_names_the_truncated_file(tmp_path):
     folder.mkdir()
     _truncated_wav(tmp_path, keep=0.5).rename(folder / "cut.wav")
     save_audio(folder / "ok.wav", np.zeros(16000, np.float32), sample_rate=16000)
-    r = runner.invoke(app, ["transcribe", str(folder), "-o", str(tmp_path / "out"), "-m", "tiny-test", "--device", "cpu"])
+    r = runner.invoke(
+        app, ["transcribe", str(folder), "-o", str(tmp_path / "out"), "-m", "tiny-test", "--device", "cpu"]
+    )
     assert r.exit_code == 0, r.output
     assert "warning:" in r.output and "cut.wav: truncated" in r.output
 
@@ -95,7 +101,9 @@ def test_malformed_jams_is_one_line_naming_the_file_and_field(tmp_path, data, fi
     assert str(path) in message and field in message and "\n" not in message
 
 
-@pytest.mark.parametrize("doc", [[1, 2], {"annotations": "none"}, {"annotations": [5]}, {"annotations": [{"namespace": "note_midi"}]}])
+@pytest.mark.parametrize(
+    "doc", [[1, 2], {"annotations": "none"}, {"annotations": [5]}, {"annotations": [{"namespace": "note_midi"}]}]
+)
 def test_jams_that_is_not_shaped_like_jams(tmp_path, doc):
     with pytest.raises(BadMidi, match="x.jams"):
         read_jams_notes(_jams(tmp_path, None, doc=doc))

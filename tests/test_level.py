@@ -6,10 +6,10 @@ import dataclasses
 
 import numpy as np
 import pytest
+from conftest import render_sines
 
 from amtcli.audio.level import frame_levels_db, measure_level_db, normalize_level
 from amtcli.config import FeatureConfig
-from conftest import render_sines
 
 SR = 16000
 
@@ -65,7 +65,9 @@ def test_features_are_blind_to_gain_only_with_a_level(music):
     quiet = compute_features(music * np.float32(0.01), config=fc)
     np.testing.assert_allclose(quiet, loud, atol=1e-4)
     raw = FeatureConfig()
-    assert np.abs(compute_features(music * np.float32(0.01), config=raw) - compute_features(music, config=raw)).max() > 1.0
+    assert (
+        np.abs(compute_features(music * np.float32(0.01), config=raw) - compute_features(music, config=raw)).max() > 1.0
+    )
 
 
 def test_a_tiny_model_gives_the_same_output_under_a_gain_change(music):
@@ -74,7 +76,9 @@ def test_a_tiny_model_gives_the_same_output_under_a_gain_change(music):
 
     net, release = load_model("tiny-test", device="cpu")
     net.feature_config = dataclasses.replace(net.feature_config, level_db=-25.0)
-    runs = [transcribe_full(music * np.float32(10 ** (g / 20)), model=(net, release), device="cpu") for g in (0, -20, -40)]
+    runs = [
+        transcribe_full(music * np.float32(10 ** (g / 20)), model=(net, release), device="cpu") for g in (0, -20, -40)
+    ]
     for other in runs[1:]:
         for key in ("onset", "frame"):
             np.testing.assert_allclose(other.posteriors[key], runs[0].posteriors[key], atol=1e-4)

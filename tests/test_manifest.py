@@ -26,7 +26,10 @@ def clean(tmp_path_factory):
 
     rows = [json.loads(x) for x in (root / "manifest.jsonl").read_text().splitlines()]
     for r in rows:  # stored features, so the embedding's reader need not compute them
-        np.save(root / "features" / f"{r['id']}.npy", compute_features(load_audio(root / r["audio"], sample_rate=16000), config=FeatureConfig()))
+        np.save(
+            root / "features" / f"{r['id']}.npy",
+            compute_features(load_audio(root / r["audio"], sample_rate=16000), config=FeatureConfig()),
+        )
         r["features"] = f"features/{r['id']}.npy"
     (root / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return root
@@ -51,7 +54,11 @@ def _what_every_reader_sees(root) -> dict[str, list[str]]:
     return {
         "manifest": sorted(r["id"] for r in read_manifest(root)),
         "evaluate": sorted(it.id for it in load_dataset("synthetic", root=root, split="all")),
-        "train": sorted(e.id.split("/")[-1] for s in ("train", "validation") for e in load_examples([root], split=s, feature_config=fc)),
+        "train": sorted(
+            e.id.split("/")[-1]
+            for s in ("train", "validation")
+            for e in load_examples([root], split=s, feature_config=fc)
+        ),
         "embedding": sorted(it.id for it in load_pair_items([root], feature_config=fc)),
         "unlabeled": [str(len(load_unlabeled([root], feature_config=fc)))],
     }

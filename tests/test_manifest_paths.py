@@ -6,19 +6,29 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import write_sine_dataset
 from typer.testing import CliRunner
 
 from amtcli.cli import app
 from amtcli.datasets import load_dataset
 from amtcli.datasets.manifest import read_manifest, row_path
 from amtcli.errors import DatasetNotFound
-from conftest import write_sine_dataset
 
 runner = CliRunner()
 
 
 @pytest.mark.parametrize("field", ["audio", "label", "features"])
-@pytest.mark.parametrize("path", ["../outside.flac", "audio/../../outside.flac", "/etc/passwd", "~/x.flac", "audio\\..\\..\\x.flac", "audio/./x.flac\0"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "../outside.flac",
+        "audio/../../outside.flac",
+        "/etc/passwd",
+        "~/x.flac",
+        "audio\\..\\..\\x.flac",
+        "audio/./x.flac\0",
+    ],
+)
 def test_paths_that_leave_the_dataset_are_refused(tmp_path, field, path):
     root = write_sine_dataset(tmp_path / "ds", n_items=3, duration_s=1.0)
     (tmp_path / "outside.flac").write_bytes((root / "audio" / "item000.flac").read_bytes())

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
+from conftest import sine
 
 from amtcli.audio.noise import make_noise, mix_noise
 from amtcli.errors import BadInput
-from conftest import sine
 
 
 @pytest.mark.parametrize("snr", [20.0, 0.0, -5.0])

@@ -6,11 +6,11 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import sine
 
 from amtcli.config import FeatureConfig, TrainConfig
 from amtcli.errors import BadInput
 from amtcli.training.noise import NoiseConfig, Noiser, parse_target, search_noise_level
-from conftest import sine
 
 TINY = {"channels": [4, 8, 8], "lstm_hidden": 8}
 
@@ -67,9 +67,13 @@ def test_search_reports_when_it_cannot_reach_the_band():
     # a response that jumps over the band: the closest level is kept and flagged
     res = search_noise_level(lambda snr: 0.05 if snr > 10 else 0.9, start_snr_db=30.0, target=(0.1, 0.3), max_iters=10)
     assert not res.converged and res.delta in (0.05, 0.9)
-    assert min(abs(res.delta - 0.1), abs(res.delta - 0.3)) == min(min(abs(d - 0.1), abs(d - 0.3)) for _, d in res.history)
+    assert min(abs(res.delta - 0.1), abs(res.delta - 0.3)) == min(
+        min(abs(d - 0.1), abs(d - 0.3)) for _, d in res.history
+    )
     # the range bound stops a hopeless search early
-    res = search_noise_level(lambda snr: 0.0, start_snr_db=-30.0, target=(0.1, 0.3), max_iters=50, snr_range_db=(-40.0, 80.0))
+    res = search_noise_level(
+        lambda snr: 0.0, start_snr_db=-30.0, target=(0.1, 0.3), max_iters=50, snr_range_db=(-40.0, 80.0)
+    )
     assert res.history[-1][0] == -40.0 and len(res.history) < 50
 
 
@@ -112,7 +116,9 @@ def test_feature_noise_puts_the_asked_power_in_and_matches_the_waveform_domain(t
     got = {}
     for domain in ("feature", "waveform"):
         noiser = Noiser(fc, kind=kind, domain=domain)
-        draws = [noiser(x, snr_db=snr, rng=np.random.default_rng(i), crops=[(0, start)], examples=examples) for i in range(6)]
+        draws = [
+            noiser(x, snr_db=snr, rng=np.random.default_rng(i), crops=[(0, start)], examples=examples) for i in range(6)
+        ]
         noisy = torch.cat(draws)
         power = float(((torch.exp(noisy.double()) - fc.log_offset).clamp_min(0) ** 2).mean())
         added = power - clean_power
@@ -143,7 +149,16 @@ def test_feature_noise_keeps_shape_dtype_and_is_seeded():
 def _spec(ds, *, rounds, steps=2, noise_steps=2):
     from amtcli.training.loop import RunSpec
 
-    tc = TrainConfig(steps=steps, batch_size=2, crop_s=2.0, val_every=1000, checkpoint_every=1, warmup_steps=1, lr=3e-3, calibrate=False)
+    tc = TrainConfig(
+        steps=steps,
+        batch_size=2,
+        crop_s=2.0,
+        val_every=1000,
+        checkpoint_every=1,
+        warmup_steps=1,
+        lr=3e-3,
+        calibrate=False,
+    )
     nc = NoiseConfig(rounds=rounds, steps=noise_steps, target=(0.05, 0.5), search_batches=1, max_iters=6)
     return RunSpec("unet-bilstm", TINY, FeatureConfig(), tc, data=[str(ds)], noise=nc)
 

@@ -82,12 +82,12 @@ def test_score_retrieval_perfect_embedding():
 
 def test_evaluate_on_tiny_dataset(tmp_path):
     import torch
+    from test_embedding import TINY, make_pair_dataset
 
     from amtcli.config import FeatureConfig
     from amtcli.datasets.embedding_pairs import load_pair_items
     from amtcli.evaluation.retrieval import evaluate_retrieval
     from amtcli.nets import build_model
-    from test_embedding import TINY, make_pair_dataset
 
     root = make_pair_dataset(tmp_path, n_pieces=3, renders=2, splits=["test"] * 3, duration_s=4.0)
     items = load_pair_items(root, feature_config=FeatureConfig(), splits=["test"])
@@ -109,12 +109,12 @@ def test_amt_evaluate_task_retrieval(tmp_path):
     import json
 
     import torch
+    from test_embedding import TINY, make_pair_dataset
     from typer.testing import CliRunner
 
     from amtcli.cli import app
     from amtcli.nets import build_model
     from amtcli.zoo.release import save_release
-    from test_embedding import TINY, make_pair_dataset
 
     root = make_pair_dataset(tmp_path / "ds", n_pieces=3, renders=1, splits=["test", "test", "train"], duration_s=4.0)
     torch.manual_seed(0)

@@ -40,7 +40,11 @@ def write_piece(path, *, n=12, seed=0, pedal=True, start=0.25, program=0):
     for _ in range(n):
         on = round(t / TICK_S) * TICK_S
         dur = round(rng.uniform(0.1, 0.4) / TICK_S) * TICK_S
-        inst.notes.append(pretty_midi.Note(velocity=int(rng.integers(40, 120)), pitch=int(rng.integers(48, 84)), start=on, end=on + dur))
+        inst.notes.append(
+            pretty_midi.Note(
+                velocity=int(rng.integers(40, 120)), pitch=int(rng.integers(48, 84)), start=on, end=on + dur
+            )
+        )
         t += rng.uniform(0.15, 0.5)
     if pedal:
         inst.control_changes += [pretty_midi.ControlChange(64, 127, 1.0), pretty_midi.ControlChange(64, 0, 2.0)]
@@ -119,8 +123,31 @@ def test_onsets_align_with_labels_within_1ms(tmp_path):
     # raw FluidSynth, note exactly on a block boundary (0.5 s = 125 blocks at 16 kHz)
     ref_mid = notes_to_midi(NoteArray.from_lists([(0.5, 0.8, pitch, vel)], program=prog), tmp_path / "ref.mid")
     raw = tmp_path / "ref.raw"
-    subprocess.run(["fluidsynth", "-ni", "-q", "-F", str(raw), "-T", "raw", "-O", "float", "-E", "little", "-r", str(SR),
-                    "-R", "0", "-C", "0", TIM, str(ref_mid)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "fluidsynth",
+            "-ni",
+            "-q",
+            "-F",
+            str(raw),
+            "-T",
+            "raw",
+            "-O",
+            "float",
+            "-E",
+            "little",
+            "-r",
+            str(SR),
+            "-R",
+            "0",
+            "-C",
+            "0",
+            TIM,
+            str(ref_mid),
+        ],
+        check=True,
+        capture_output=True,
+    )
     ref = np.fromfile(raw, dtype="<f4").reshape(-1, 2).mean(axis=1)
     attack = _onset(ref, int(0.5 * SR) - 10) / SR - 0.5
     assert 0 <= attack < 0.02
@@ -187,13 +214,29 @@ def test_programs_option_sets_every_note(tmp_path):
 def test_manifest_fields_and_files(tmp_path):
     for i in range(3):
         write_piece(tmp_path / "src" / f"p{i}.mid", seed=i, n=30)
-    summary = build_dataset([tmp_path / "src"], tmp_path / "ds", config=SynthConfig(soundfonts=(TIM,), excerpt_s=2.0, seed=7))
+    summary = build_dataset(
+        [tmp_path / "src"], tmp_path / "ds", config=SynthConfig(soundfonts=(TIM,), excerpt_s=2.0, seed=7)
+    )
     assert summary.items_written == 3
     meta = json.loads((tmp_path / "ds" / "dataset.json").read_text())
     assert meta["format_version"] == 1 and meta["config"]["excerpt_s"] == 2.0 and meta["feature_config"] is None
     recs = read_manifest(tmp_path / "ds" / "manifest.jsonl")
-    keys = {"id", "audio", "label", "features", "duration_s", "split", "source", "renderer", "soundfont", "programs",
-            "transpose", "excerpt", "augment", "seed"}
+    keys = {
+        "id",
+        "audio",
+        "label",
+        "features",
+        "duration_s",
+        "split",
+        "source",
+        "renderer",
+        "soundfont",
+        "programs",
+        "transpose",
+        "excerpt",
+        "augment",
+        "seed",
+    }
     for rec in recs:
         assert keys <= set(rec)
         assert rec["split"] in ("train", "validation", "test")
@@ -321,7 +364,9 @@ def test_cli_skips_bad_midi_with_a_summary(tmp_path):
     (src / "garbage.mid").write_bytes(b"this is not a midi file at all")
     (src / "empty.mid").write_bytes(b"")
     notes_to_midi(NoteArray.empty(), src / "nonotes.mid")
-    result = runner.invoke(app, ["synth", str(src), "-o", str(tmp_path / "ds"), "-s", TIM, "--excerpt-s", "1", "--augment", "none"])
+    result = runner.invoke(
+        app, ["synth", str(src), "-o", str(tmp_path / "ds"), "-s", TIM, "--excerpt-s", "1", "--augment", "none"]
+    )
     assert result.exit_code == 0, result.output
     assert "3 file(s)/render(s) skipped" in result.stderr
     for name in ("garbage.mid", "empty.mid", "nonotes.mid"):

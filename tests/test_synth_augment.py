@@ -6,6 +6,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+from conftest import sine
 
 from amtcli.synth.augment import (
     NO_AUGMENT,
@@ -17,7 +18,6 @@ from amtcli.synth.augment import (
     load_ir,
     synthetic_ir,
 )
-from conftest import sine
 
 SR = 16000
 ALL_ON = AugmentConfig(reverb_p=1.0, eq_p=1.0, lowpass_p=1.0, noise_p=1.0)
@@ -46,12 +46,21 @@ def test_rebuild_from_records():
     x = sine(330, 1.5)
     y, recs = augment_audio(x, sample_rate=SR, config=ALL_ON, rng=np.random.default_rng(11))
     r = {d["name"]: d for d in recs}
-    z = apply_ir(x, synthetic_ir(rt60_s=r["reverb"]["rt60_s"], drr_db=r["reverb"]["drr_db"], sample_rate=SR,
-                                 rng=np.random.default_rng(r["reverb"]["ir_seed"])))
+    z = apply_ir(
+        x,
+        synthetic_ir(
+            rt60_s=r["reverb"]["rt60_s"],
+            drr_db=r["reverb"]["drr_db"],
+            sample_rate=SR,
+            rng=np.random.default_rng(r["reverb"]["ir_seed"]),
+        ),
+    )
     z = apply_eq(z, [tuple(b) for b in r["eq"]["bands"]], sample_rate=SR)
     z = apply_lowpass(z, cutoff_hz=r["lowpass"]["cutoff_hz"], order=r["lowpass"]["order"], sample_rate=SR)
     z = z * (0.9 / np.abs(z).max() * 10 ** (r["gain"]["gain_db"] / 20))
-    z = mix_noise(z, snr_db=r["noise"]["snr_db"], kind=r["noise"]["kind"], rng=np.random.default_rng(r["noise"]["noise_seed"]))
+    z = mix_noise(
+        z, snr_db=r["noise"]["snr_db"], kind=r["noise"]["kind"], rng=np.random.default_rng(r["noise"]["noise_seed"])
+    )
     if "limit" in r:
         z = z * r["limit"]["scale"]
     # parameters are rounded in the manifest: close, not bit-equal

@@ -11,8 +11,8 @@ import pytest
 from amtcli.audio.io import save_audio
 from amtcli.errors import AmtError
 from amtcli.notes import NoteArray, notes_to_midi
-from amtcli.synth.dataset import SynthConfig, build_dataset
 from amtcli.synth.augment import augment_preset
+from amtcli.synth.dataset import SynthConfig, build_dataset
 
 SR = 16000
 
@@ -25,7 +25,9 @@ def bank(tmp_path):
     t = np.arange(SR) / SR
     for pitch in (57, 69):
         f = 440.0 * 2 ** ((pitch - 69) / 12)
-        save_audio(d / f"a{pitch}.wav", (0.5 * np.sin(2 * np.pi * f * t) * np.exp(-t / 0.5)).astype(np.float32), sample_rate=SR)
+        save_audio(
+            d / f"a{pitch}.wav", (0.5 * np.sin(2 * np.pi * f * t) * np.exp(-t / 0.5)).astype(np.float32), sample_rate=SR
+        )
         rows.append(f"a{pitch}.wav,{pitch},100,a")
     (d / "oneshots.csv").write_text("\n".join(rows) + "\n")
     return d
@@ -35,16 +37,22 @@ def bank(tmp_path):
 def midis(tmp_path):
     src = tmp_path / "midi"
     for k in range(3):
-        notes_to_midi(NoteArray.from_lists([(0.1 + 0.2 * i, 0.3 + 0.2 * i, 60 + i + k, 90) for i in range(4)]), src / f"p{k}.mid")
+        notes_to_midi(
+            NoteArray.from_lists([(0.1 + 0.2 * i, 0.3 + 0.2 * i, 60 + i + k, 90) for i in range(4)]), src / f"p{k}.mid"
+        )
     return src
 
 
 def _config(bank):
-    return SynthConfig(renderer="oneshot", oneshots=str(bank), excerpt_s=0.0, augment=augment_preset("none"), split=(1.0, 0.0, 0.0))
+    return SynthConfig(
+        renderer="oneshot", oneshots=str(bank), excerpt_s=0.0, augment=augment_preset("none"), split=(1.0, 0.0, 0.0)
+    )
 
 
 def _listing(folder):
-    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and p.name != ".amt-synth.lock")
+    return sorted(
+        p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and p.name != ".amt-synth.lock"
+    )
 
 
 def test_a_rerun_removes_files_no_manifest_lists_and_stale_temp_files(tmp_path, midis, bank):

@@ -111,11 +111,30 @@ def test_cli_oneshot_dataset(tmp_path, user_bank):
     from amtcli.synth.dataset import read_manifest
 
     src = notes_to_midi(
-        NoteArray.from_lists([(0.2 + 0.3 * i, 0.4 + 0.3 * i, 60 + i, 90) for i in range(8)]), tmp_path / "m.mid", program=0
+        NoteArray.from_lists([(0.2 + 0.3 * i, 0.4 + 0.3 * i, 60 + i, 90) for i in range(8)]),
+        tmp_path / "m.mid",
+        program=0,
     )
     out = tmp_path / "ds"
-    result = runner.invoke(app, ["synth", str(src), "-o", str(out), "--renderer", "oneshot", "--oneshots", str(user_bank),
-                                 "--mix-alpha", "0.2:0.3", "--excerpt-s", "0", "--augment", "none"])
+    result = runner.invoke(
+        app,
+        [
+            "synth",
+            str(src),
+            "-o",
+            str(out),
+            "--renderer",
+            "oneshot",
+            "--oneshots",
+            str(user_bank),
+            "--mix-alpha",
+            "0.2:0.3",
+            "--excerpt-s",
+            "0",
+            "--augment",
+            "none",
+        ],
+    )
     assert result.exit_code == 0, result.output
     (rec,) = read_manifest(out / "manifest.jsonl")
     assert rec["renderer"] == "oneshot" and sorted(rec["timbres"]) == ["a", "b"] and 0.2 <= rec["alpha"] <= 0.3
@@ -131,8 +150,10 @@ def test_cli_oneshot_dataset(tmp_path, user_bank):
 def test_bad_bank_is_one_line(tmp_path):
     src = notes_to_midi(NoteArray.from_lists([(0.2, 0.4, 60)]), tmp_path / "m.mid", program=0)
     (tmp_path / "empty").mkdir()
-    result = runner.invoke(app, ["synth", str(src), "-o", str(tmp_path / "ds"), "--renderer", "oneshot", "--oneshots",
-                                 str(tmp_path / "empty")])
+    result = runner.invoke(
+        app,
+        ["synth", str(src), "-o", str(tmp_path / "ds"), "--renderer", "oneshot", "--oneshots", str(tmp_path / "empty")],
+    )
     assert result.exit_code != 0
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "no bank.json" in lines[0]

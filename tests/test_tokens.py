@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from amtcli.notes import NoteArray
 from amtcli.tokens import (
     EOS,
     PAD,
@@ -14,7 +15,6 @@ from amtcli.tokens import (
     quantize_notes,
     tokens_to_notes,
 )
-from amtcli.notes import NoteArray
 
 STEP = 1 / 31.25  # one step of the default codec (one CQT frame)
 
@@ -69,11 +69,13 @@ def test_velocity_bins_map_back_into_themselves():
 
 def test_exact_token_ids_of_a_hand_made_example():
     c = Codec()
-    notes = NoteArray.from_lists([
-        (2 * STEP, 10 * STEP, 60, 100),  # bin (99 * 16) // 127 = 12
-        (2 * STEP, 5 * STEP, 64, 100),
-        (5 * STEP, 200 * STEP, 67, 40),  # bin (39 * 16) // 127 = 4; sounds past the 4 s segment
-    ])
+    notes = NoteArray.from_lists(
+        [
+            (2 * STEP, 10 * STEP, 60, 100),  # bin (99 * 16) // 127 = 12
+            (2 * STEP, 5 * STEP, 64, 100),
+            (5 * STEP, 200 * STEP, 67, 40),  # bin (39 * 16) // 127 = 4; sounds past the 4 s segment
+        ]
+    )
     first = notes_to_tokens(notes, c, start_s=0.0, segment_s=4.0)
     assert first.tolist() == [
         3,  # tie (no notes carried in)
@@ -107,7 +109,11 @@ def test_late_times_use_a_run_of_shifts():
     def shift(n):
         return c.encode_event("shift", n)
 
-    vel, on, off = c.encode_event("velocity", c.velocity_to_bin(64)), c.encode_event("note_on", 60), c.encode_event("note_off", 60)
+    vel, on, off = (
+        c.encode_event("velocity", c.velocity_to_bin(64)),
+        c.encode_event("note_on", 60),
+        c.encode_event("note_off", 60),
+    )
     assert toks.tolist()[:7] == [TIE, shift(10), shift(10), shift(5), vel, on, shift(10)]
     assert toks.tolist()[7:10] == [shift(10), shift(6), off]  # time 26 is the run 10 + 10 + 6
     d = decode_tokens(toks, c)
@@ -144,13 +150,15 @@ def test_round_trip_through_segments_is_exact_on_the_grid(seed):
 
 def test_quantize_resolves_overlaps_and_zero_lengths():
     c = Codec()
-    notes = NoteArray.from_lists([
-        (0.0, 0.5, 60, 80),
-        (0.2, 0.4, 60, 80),  # restrike while sounding: the first one ends at 0.2
-        (0.2, 0.3, 60, 80),  # the same key struck twice at once: keep the longest
-        (1.0, 1.001, 62, 80),  # shorter than a step: one step long
-        (1.0, 2.0, 120, 80),  # outside the codec's pitch range
-    ])
+    notes = NoteArray.from_lists(
+        [
+            (0.0, 0.5, 60, 80),
+            (0.2, 0.4, 60, 80),  # restrike while sounding: the first one ends at 0.2
+            (0.2, 0.3, 60, 80),  # the same key struck twice at once: keep the longest
+            (1.0, 1.001, 62, 80),  # shorter than a step: one step long
+            (1.0, 2.0, 120, 80),  # outside the codec's pitch range
+        ]
+    )
     q = quantize_notes(notes, c)
     assert q.pitch.tolist() == [60, 60, 62]
     assert _steps(q.onset_s) == [0, 6, 31]
@@ -162,20 +170,30 @@ def test_quantize_resolves_overlaps_and_zero_lengths():
 
 def test_invalid_tokens_are_skipped_and_counted():
     c = Codec()
-    on, off, sh, vel = (lambda p: c.encode_event("note_on", p)), (lambda p: c.encode_event("note_off", p)), (lambda n: c.encode_event("shift", n)), (lambda b: c.encode_event("velocity", b))
+    on, off, sh, vel = (
+        (lambda p: c.encode_event("note_on", p)),
+        (lambda p: c.encode_event("note_off", p)),
+        (lambda n: c.encode_event("shift", n)),
+        (lambda b: c.encode_event("velocity", b)),
+    )
     tokens = [
         on(50),  # a tie for a pitch nobody carried in: invalid
         TIE,
-        vel(8), on(60), sh(10),
+        vel(8),
+        on(60),
+        sh(10),
         999,  # outside the vocabulary: invalid
         off(61),  # 61 is not sounding: invalid
         PAD,  # padding inside the events: invalid
         TIE,  # a second tie: invalid
         START,  # invalid
-        off(60), sh(5),
+        off(60),
+        sh(5),
         -3,  # invalid
         EOS,
-        on(70), sh(3), off(70),  # after eos: not read
+        on(70),
+        sh(3),
+        off(70),  # after eos: not read
     ]
     d = decode_tokens(tokens, c, start_s=1.0)
     assert d.invalid == 7
@@ -188,7 +206,11 @@ def test_invalid_tokens_are_skipped_and_counted():
 
 def test_carried_notes_end_when_the_tie_section_drops_them():
     c = Codec()
-    on, off, sh = (lambda p: c.encode_event("note_on", p)), (lambda p: c.encode_event("note_off", p)), (lambda n: c.encode_event("shift", n))
+    on, off, sh = (
+        (lambda p: c.encode_event("note_on", p)),
+        (lambda p: c.encode_event("note_off", p)),
+        (lambda n: c.encode_event("shift", n)),
+    )
     first = [TIE, on(60), on(64), EOS]  # both still sounding at the end of segment 1
     second = [on(64), TIE, sh(2), off(64), EOS]  # only 64 carries on
     notes, invalid = tokens_to_notes([first, second], c, starts_s=[0.0, 4.0], end_s=8.0)
@@ -213,7 +235,11 @@ def test_garbage_never_raises(rng):
 
 def test_shifts_past_the_segment_end_are_clamped_and_counted():
     c = Codec()
-    on, off, sh = (lambda p: c.encode_event("note_on", p)), (lambda p: c.encode_event("note_off", p)), (lambda n: c.encode_event("shift", n))
+    on, off, sh = (
+        (lambda p: c.encode_event("note_on", p)),
+        (lambda p: c.encode_event("note_off", p)),
+        (lambda n: c.encode_event("shift", n)),
+    )
     # segments of 10 steps; the first overruns its end by a 125-step shift
     first = [TIE, on(60), sh(4), off(60), sh(125), on(62), EOS]
     second = [on(62), TIE, sh(100), sh(100), off(62), on(64), EOS]

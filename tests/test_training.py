@@ -13,7 +13,9 @@ TINY = {"channels": [4, 8, 8], "lstm_hidden": 8}
 
 
 def _spec(ds, steps, **kw):
-    tc = TrainConfig(steps=steps, batch_size=2, crop_s=2.0, val_every=1000, checkpoint_every=2, warmup_steps=2, lr=3e-3, **kw)
+    tc = TrainConfig(
+        steps=steps, batch_size=2, crop_s=2.0, val_every=1000, checkpoint_every=2, warmup_steps=2, lr=3e-3, **kw
+    )
     return RunSpec("unet-bilstm", TINY, FeatureConfig(), tc, data=[str(ds)])
 
 

@@ -20,7 +20,18 @@ from typer.testing import CliRunner
 from amtcli.training.checkpoints import load_checkpoint
 
 UNET = {"channels": [4, 8, 8], "lstm_hidden": 8}
-TRANSFORMER = {"conv_channels": [4, 4], "d_model": 32, "n_heads": 2, "encoder_layers": 1, "decoder_layers": 1, "ff_dim": 64, "dropout": 0.0, "segment_frames": 32, "max_tokens": 24, "disc_hidden": 16}
+TRANSFORMER = {
+    "conv_channels": [4, 4],
+    "d_model": 32,
+    "n_heads": 2,
+    "encoder_layers": 1,
+    "decoder_layers": 1,
+    "ff_dim": 64,
+    "dropout": 0.0,
+    "segment_frames": 32,
+    "max_tokens": 24,
+    "disc_hidden": 16,
+}
 EMBEDDING = {"channels": [4, 8], "embed_dim": 8, "snippet_frames": 32}
 MODELS = {"unet-bilstm": UNET, "transformer": TRANSFORMER, "embedding": EMBEDDING}
 
@@ -37,12 +48,26 @@ def one_thread():
 def pair_dataset(tmp_path_factory):
     from test_embedding import make_pair_dataset
 
-    return make_pair_dataset(tmp_path_factory.mktemp("pairs"), n_pieces=4, renders=1, splits=["train", "train", "train", "validation"], duration_s=4.0)
+    return make_pair_dataset(
+        tmp_path_factory.mktemp("pairs"),
+        n_pieces=4,
+        renders=1,
+        splits=["train", "train", "train", "validation"],
+        duration_s=4.0,
+    )
 
 
 def _toml(tmp_path: Path, model: str, **train) -> Path:
     """A --config file with a tiny [model] and a short [train] table."""
-    train = {"val_items": 1, "threads": 1, "precision": "fp32", "checkpoint_every": 1, "warmup_steps": 1, "calibrate": False, **train}
+    train = {
+        "val_items": 1,
+        "threads": 1,
+        "precision": "fp32",
+        "checkpoint_every": 1,
+        "warmup_steps": 1,
+        "calibrate": False,
+        **train,
+    }
     if model == "embedding":
         train = {k: v for k, v in train.items() if k in ("threads", "precision", "checkpoint_every")}
         train.update(valid_every=2, valid_snippets=8, log_every=1)
@@ -58,7 +83,23 @@ def _data(model: str, sine_dataset: Path, pair_dataset: Path) -> Path:
 
 
 def _train_args(model: str, data: Path, out: Path, toml: Path, steps: int, *extra: str) -> list[str]:
-    args = ["train", "--model", model, "--data", str(data), "--out", str(out), "--config", str(toml), "--steps", str(steps), "--batch-size", "2" if model != "embedding" else "3", "--device", "cpu"]
+    args = [
+        "train",
+        "--model",
+        model,
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--config",
+        str(toml),
+        "--steps",
+        str(steps),
+        "--batch-size",
+        "2" if model != "embedding" else "3",
+        "--device",
+        "cpu",
+    ]
     if model == "unet-bilstm":
         args += ["--crop-s", "2"]
     return args + list(extra)
@@ -98,7 +139,9 @@ def test_resume_from_a_checkpoint_the_cli_wrote(model, sine_dataset, pair_datase
     other = dict(MODELS[model])
     key = next(iter(other))
     other[key] = [2 * c for c in other[key]] if isinstance(other[key], list) else other[key] + 1
-    toml.write_text(toml.read_text().replace(f"{key} = {json.dumps(MODELS[model][key])}", f"{key} = {json.dumps(other[key])}"))
+    toml.write_text(
+        toml.read_text().replace(f"{key} = {json.dumps(MODELS[model][key])}", f"{key} = {json.dumps(other[key])}")
+    )
     res = _invoke(_train_args(model, data, run, toml, 4, "--resume"))
     _one_line_error(res, "different model")
 
@@ -180,7 +223,10 @@ def _crash_at(monkeypatch, n: int):
 
     monkeypatch.setattr(checkpoints, "save_checkpoint", save)
     for module in list(sys.modules.values()):  # loops that imported the function by name
-        if getattr(module, "__name__", "").startswith("amtcli.training.") and getattr(module, "save_checkpoint", None) is real:
+        if (
+            getattr(module, "__name__", "").startswith("amtcli.training.")
+            and getattr(module, "save_checkpoint", None) is real
+        ):
             monkeypatch.setattr(module, "save_checkpoint", save)
     return calls
 
@@ -189,7 +235,19 @@ def _unet_spec(ds, steps):
     from amtcli.config import FeatureConfig, TrainConfig
     from amtcli.training.loop import RunSpec
 
-    tc = TrainConfig(steps=steps, batch_size=2, crop_s=2.0, val_every=1, val_items=1, checkpoint_every=1, warmup_steps=1, lr=3e-3, precision="fp32", calibrate=False, threads=1)
+    tc = TrainConfig(
+        steps=steps,
+        batch_size=2,
+        crop_s=2.0,
+        val_every=1,
+        val_items=1,
+        checkpoint_every=1,
+        warmup_steps=1,
+        lr=3e-3,
+        precision="fp32",
+        calibrate=False,
+        threads=1,
+    )
     return RunSpec("unet-bilstm", UNET, FeatureConfig(), tc, data=[str(ds)])
 
 
@@ -238,7 +296,9 @@ def _one_step_run(one_step, tmp_path) -> tuple[Path, Path]:
     return tmp_path / "run", toml
 
 
-@pytest.mark.parametrize("damage", ["empty", "garbage", "not a dict", "no model", "wrong shapes", "wrong keys", "config not JSON"])
+@pytest.mark.parametrize(
+    "damage", ["empty", "garbage", "not a dict", "no model", "wrong shapes", "wrong keys", "config not JSON"]
+)
 def test_a_damaged_last_pt_is_one_line_naming_the_file(damage, one_step, sine_dataset, tmp_path):
     run, toml = _one_step_run(one_step, tmp_path)
     last = run / "checkpoints" / "last.pt"
@@ -347,7 +407,10 @@ def cached_sines(sine_dataset, tmp_path_factory):
     (root / "features").mkdir()
     rows = [json.loads(x) for x in (root / "manifest.jsonl").read_text().splitlines()]
     for r in rows:
-        np.save(root / "features" / f"{r['id']}.npy", compute_features(load_audio(root / r["audio"], sample_rate=16000), config=FeatureConfig()))
+        np.save(
+            root / "features" / f"{r['id']}.npy",
+            compute_features(load_audio(root / r["audio"], sample_rate=16000), config=FeatureConfig()),
+        )
         r["features"] = f"features/{r['id']}.npy"
     (root / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return root

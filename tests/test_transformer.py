@@ -12,9 +12,9 @@ from typer.testing import CliRunner
 
 from amtcli.config import FeatureConfig, TrainConfig
 from amtcli.errors import BadInput, OutputExists
-from amtcli.tokens import EOS, notes_to_tokens
 from amtcli.nets import build_model
 from amtcli.nets.transformer import DomainDiscriminator, grad_reverse
+from amtcli.tokens import EOS, notes_to_tokens
 from amtcli.training.checkpoints import load_checkpoint
 from amtcli.training.seq2seq import (
     DomainConfig,
@@ -25,7 +25,18 @@ from amtcli.training.seq2seq import (
     train_seq2seq,
 )
 
-TINY = {"conv_channels": [4, 4], "d_model": 32, "n_heads": 2, "encoder_layers": 1, "decoder_layers": 1, "ff_dim": 64, "dropout": 0.0, "segment_frames": 32, "max_tokens": 24, "disc_hidden": 16}
+TINY = {
+    "conv_channels": [4, 4],
+    "d_model": 32,
+    "n_heads": 2,
+    "encoder_layers": 1,
+    "decoder_layers": 1,
+    "ff_dim": 64,
+    "dropout": 0.0,
+    "segment_frames": 32,
+    "max_tokens": 24,
+    "disc_hidden": 16,
+}
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -50,7 +61,10 @@ def cached_dataset(sine_dataset, tmp_path_factory):
     (root / "features").mkdir()
     rows = [json.loads(x) for x in (root / "manifest.jsonl").read_text().splitlines()]
     for r in rows:
-        np.save(root / "features" / f"{r['id']}.npy", compute_features(load_audio(root / r["audio"], sample_rate=16000), config=FeatureConfig()))
+        np.save(
+            root / "features" / f"{r['id']}.npy",
+            compute_features(load_audio(root / r["audio"], sample_rate=16000), config=FeatureConfig()),
+        )
         r["features"] = f"features/{r['id']}.npy"
     (root / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return root
@@ -184,8 +198,27 @@ def unlabeled_dir(tmp_path_factory):
 
 
 def _spec(ds, steps, unlabeled=(), **kw):
-    tc = TrainConfig(steps=steps, batch_size=2, val_every=1000, val_items=1, checkpoint_every=2, warmup_steps=2, lr=3e-3, precision="fp32", threads=1, **kw)
-    return Seq2SeqSpec("transformer", dict(TINY), FeatureConfig(), tc, data=[str(ds)], unlabeled=[str(u) for u in unlabeled], domain_config=DomainConfig(weight=0.5, warmup_steps=2))
+    tc = TrainConfig(
+        steps=steps,
+        batch_size=2,
+        val_every=1000,
+        val_items=1,
+        checkpoint_every=2,
+        warmup_steps=2,
+        lr=3e-3,
+        precision="fp32",
+        threads=1,
+        **kw,
+    )
+    return Seq2SeqSpec(
+        "transformer",
+        dict(TINY),
+        FeatureConfig(),
+        tc,
+        data=[str(ds)],
+        unlabeled=[str(u) for u in unlabeled],
+        domain_config=DomainConfig(weight=0.5, warmup_steps=2),
+    )
 
 
 def _records(run):
@@ -229,7 +262,9 @@ def test_resume_continues_exactly_with_domain_confusion(cached_dataset, unlabele
             torch.testing.assert_close(a[part][k], b[part][k], rtol=0, atol=0)
     with pytest.raises(OutputExists, match="already there"):
         train_seq2seq(_spec(cached_dataset, 4), out_dir=straight)
-    other = Seq2SeqSpec(**{**_spec(cached_dataset, 6, unlabeled=[unlabeled_dir]).__dict__, "domain_config": DomainConfig(weight=0.9)})
+    other = Seq2SeqSpec(
+        **{**_spec(cached_dataset, 6, unlabeled=[unlabeled_dir]).__dict__, "domain_config": DomainConfig(weight=0.9)}
+    )
     with pytest.raises(BadInput, match="different --unlabeled"):
         train_seq2seq(other, out_dir=split, resume=True)
 
@@ -241,9 +276,36 @@ def test_cli_train_export_transcribe(cached_dataset, unlabeled_dir, tmp_path):
 
     runner = CliRunner()
     toml = tmp_path / "tiny.toml"
-    toml.write_text("[model]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in TINY.items()) + "[train]\nval_items = 1\nthreads = 1\nprecision = \"fp32\"\n")
+    toml.write_text(
+        "[model]\n"
+        + "".join(f"{k} = {json.dumps(v)}\n" for k, v in TINY.items())
+        + '[train]\nval_items = 1\nthreads = 1\nprecision = "fp32"\n'
+    )
     run = tmp_path / "run"
-    res = runner.invoke(app, ["train", "--model", "transformer", "--data", str(cached_dataset), "--unlabeled", str(unlabeled_dir), "--config", str(toml), "--steps", "3", "--batch-size", "2", "--domain-warmup", "1", "--out", str(run), "--device", "cpu"])
+    res = runner.invoke(
+        app,
+        [
+            "train",
+            "--model",
+            "transformer",
+            "--data",
+            str(cached_dataset),
+            "--unlabeled",
+            str(unlabeled_dir),
+            "--config",
+            str(toml),
+            "--steps",
+            "3",
+            "--batch-size",
+            "2",
+            "--domain-warmup",
+            "1",
+            "--out",
+            str(run),
+            "--device",
+            "cpu",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "discriminator accuracy" in res.output
     rel = tmp_path / "release"
@@ -256,7 +318,9 @@ def test_cli_train_export_transcribe(cached_dataset, unlabeled_dir, tmp_path):
     from amtcli.audio.io import save_audio
 
     save_audio(wav, sine(440.0, 5.0), sample_rate=16000)  # two segments
-    res = runner.invoke(app, ["transcribe", str(wav), "--model", str(rel), "-o", str(tmp_path / "a.mid"), "--device", "cpu"])
+    res = runner.invoke(
+        app, ["transcribe", str(wav), "--model", str(rel), "-o", str(tmp_path / "a.mid"), "--device", "cpu"]
+    )
     assert res.exit_code == 0, res.output
     assert "invalid token" in res.output  # token models say how many tokens were skipped
     notes = midi_to_notes(tmp_path / "a.mid")
@@ -267,9 +331,24 @@ def test_cli_refuses_domain_options_for_other_models(sine_dataset, tmp_path):
     from amtcli.cli import app
 
     runner = CliRunner()
-    res = runner.invoke(app, ["train", "--data", str(sine_dataset), "--unlabeled", str(tmp_path), "--out", str(tmp_path / "r")])
+    res = runner.invoke(
+        app, ["train", "--data", str(sine_dataset), "--unlabeled", str(tmp_path), "--out", str(tmp_path / "r")]
+    )
     assert res.exit_code != 0 and "for --model transformer" in res.output
-    res = runner.invoke(app, ["train", "--model", "transformer", "--data", str(sine_dataset), "--unlabeled", str(tmp_path / "nope"), "--out", str(tmp_path / "r")])
+    res = runner.invoke(
+        app,
+        [
+            "train",
+            "--model",
+            "transformer",
+            "--data",
+            str(sine_dataset),
+            "--unlabeled",
+            str(tmp_path / "nope"),
+            "--out",
+            str(tmp_path / "r"),
+        ],
+    )
     assert res.exit_code != 0 and "no such folder" in res.output
     assert "Traceback" not in res.output
 
@@ -303,7 +382,9 @@ def _average_on_two_ranks(root: str) -> None:
     p.grad = torch.full((3,), float(rank + 1))
     unused = torch.nn.Parameter(torch.zeros(2))  # no gradient: left alone
     (loss,) = ddp.average_gradients([p, unused], 10.0 * (rank + 1))
-    Path(root, f"rank{rank}.json").write_text(json.dumps({"grad": p.grad.tolist(), "loss": loss, "unused": unused.grad is None}))
+    Path(root, f"rank{rank}.json").write_text(
+        json.dumps({"grad": p.grad.tolist(), "loss": loss, "unused": unused.grad is None})
+    )
 
 
 def _ddp_runs(ds: str, real: str, root: str) -> None:

@@ -67,7 +67,15 @@ def test_registry_metrics_of_bundled_models_are_the_ones_their_cards_report():
         ({"revision": "abc"}, "40-hex"),
         ({"repo_id": "no-slash"}, "owner/name"),
         ({"files": {"config.json": {"sha256": "0" * 64, "size": 1}}}, "model.safetensors"),
-        ({"files": {"config.json": {"sha256": "0" * 64, "size": 1}, "model.safetensors": {"sha256": "xyz", "size": 1}}}, "64 hex"),
+        (
+            {
+                "files": {
+                    "config.json": {"sha256": "0" * 64, "size": 1},
+                    "model.safetensors": {"sha256": "xyz", "size": 1},
+                }
+            },
+            "64 hex",
+        ),
         ({"repo_id": None, "revision": None}, "neither bundled nor on the Hub"),
     ],
 )
@@ -81,7 +89,9 @@ def test_registry_refuses_malformed_entries(tmp_path, change, message):
 
 def test_registry_round_trip_and_entry_from_folder(tmp_path, toy_arch):
     files = make_toy_release(tmp_path / "rel")
-    entry = registry.entry_from_folder("toy", tmp_path / "rel", description="d", repo_id=REPO_ID, revision=COMMIT.upper())
+    entry = registry.entry_from_folder(
+        "toy", tmp_path / "rel", description="d", repo_id=REPO_ID, revision=COMMIT.upper()
+    )
     assert entry.revision == COMMIT  # normalised to lower case
     assert entry.files["model.safetensors"].sha256 == hashlib.sha256(files["model.safetensors"]).hexdigest()
     assert entry.size == sum(len(b) for b in files.values())
@@ -90,7 +100,9 @@ def test_registry_round_trip_and_entry_from_folder(tmp_path, toy_arch):
 
 
 def test_amt_registry_replaces_the_shipped_registry(tmp_path, monkeypatch):
-    write_registry(tmp_path / "mine.json", {"only-mine": registry_entry({"config.json": b"{}", "model.safetensors": b"w"})})
+    write_registry(
+        tmp_path / "mine.json", {"only-mine": registry_entry({"config.json": b"{}", "model.safetensors": b"w"})}
+    )
     monkeypatch.setenv("AMT_REGISTRY", str(tmp_path / "mine.json"))
     assert list(registry.load_registry()) == ["only-mine"]
     with pytest.raises(ModelNotFound, match="known names: only-mine"):
@@ -224,8 +236,10 @@ def test_missing_file_on_the_hub_is_one_line(toy_zoo):
 def test_missing_repository_and_revision_are_one_line(toy_zoo, monkeypatch, tmp_path):
     fake, files = toy_zoo
     path = tmp_path / "r2.json"
-    write_registry(path, {"gone": registry_entry(files, repo_id="amt-test/gone"),
-                          "norev": registry_entry(files, revision="f" * 40)})
+    write_registry(
+        path,
+        {"gone": registry_entry(files, repo_id="amt-test/gone"), "norev": registry_entry(files, revision="f" * 40)},
+    )
     monkeypatch.setattr(registry, "REGISTRY_PATH", path)
     with pytest.raises(ModelNotFound, match="no repository 'amt-test/gone'"):
         zoo.resolve("gone")
@@ -319,4 +333,3 @@ def test_resolve_device():
     if not torch.cuda.is_available():
         with pytest.raises(MissingDependency, match="CUDA is not available"):
             zoo.load_model("tiny-test", device="cuda")
-

@@ -10,12 +10,11 @@ from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
+from zoo_support import COMMIT, REPO_ID, fake_hub, hub_env, make_toy_release, toy_arch  # noqa: F401  (fixtures below)  # noqa: F401
 
 from amtcli import zoo
 from amtcli.cli import app
 from amtcli.errors import AmtError, BadInput, ConfigMismatch, ModelNotFound
-from zoo_support import COMMIT, REPO_ID, make_toy_release  # noqa: F401  (fixtures below)
-from zoo_support import fake_hub, hub_env, toy_arch  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -49,7 +48,22 @@ def test_a_bare_name_that_is_no_zoo_model_still_reaches_a_folder(tmp_path, monke
 
 @pytest.mark.parametrize(
     "revision",
-    ["../../../escaped", "main/../../x", "a..b", "-rf", "bad~1", "x:y", "a b", "refs/heads/../../x", "/abs", "end.", "x.lock", "@", "a//b", "é"],
+    [
+        "../../../escaped",
+        "main/../../x",
+        "a..b",
+        "-rf",
+        "bad~1",
+        "x:y",
+        "a b",
+        "refs/heads/../../x",
+        "/abs",
+        "end.",
+        "x.lock",
+        "@",
+        "a//b",
+        "é",
+    ],
 )
 def test_hf_ref_revisions_must_be_a_commit_or_a_git_ref_name(revision, hub_env, tmp_path):
     with pytest.raises(BadInput, match="revision"):
@@ -144,7 +158,9 @@ def test_release_config_fields_are_checked(tmp_path, changes, field):
         zoo.load_model(str(folder))
     message = str(info.value)
     assert "config.json" in message and field in message and "\n" not in message
-    r = runner.invoke(app, ["transcribe", str(ROOT / "examples" / "piano.flac"), "-m", str(folder), "-o", str(tmp_path / "o.mid")])
+    r = runner.invoke(
+        app, ["transcribe", str(ROOT / "examples" / "piano.flac"), "-m", str(folder), "-o", str(tmp_path / "o.mid")]
+    )
     assert r.exit_code not in (0, 70), r.output
     assert field in r.output and "Traceback" not in r.output
 
@@ -233,7 +249,9 @@ def test_fake_hub_script_runs_without_pytest(tmp_path):
         assert line, proc.stderr.read()
         info = json.loads(line)
         assert "tiny-hub" in json.loads((tmp_path / "reg.json").read_text())["models"]
-        req = urllib.request.Request(f"{info['HF_ENDPOINT']}/amt-demo/tiny-test/resolve/main/config.json", method="HEAD")
+        req = urllib.request.Request(
+            f"{info['HF_ENDPOINT']}/amt-demo/tiny-test/resolve/main/config.json", method="HEAD"
+        )
         with urllib.request.urlopen(req, timeout=10) as answer:
             assert len(answer.headers["X-Repo-Commit"]) == 40
     finally:

@@ -29,8 +29,23 @@ def test_wheel_ships_bundled_models_and_they_resolve_from_the_installed_package(
     shutil.copytree(ROOT / "models", src / "models", ignore=ignore)
     env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INDEX": "1"}
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", str(src), "-w", str(tmp_path / "dist")],
-        check=True, env=env, cwd=tmp_path, capture_output=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            str(src),
+            "-w",
+            str(tmp_path / "dist"),
+        ],
+        check=True,
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        timeout=120,
     )
     (wheel,) = (tmp_path / "dist").glob("amtcli-*.whl")
     entries = registry.load_registry(registry.REGISTRY_PATH)
@@ -52,7 +67,9 @@ def test_wheel_ships_bundled_models_and_they_resolve_from_the_installed_package(
     )
     env = {**os.environ, "PYTHONPATH": str(tmp_path / "site"), "HF_HUB_OFFLINE": "1"}
     env.pop("AMT_REGISTRY", None)
-    out = subprocess.run([sys.executable, "-c", probe], check=True, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", probe], check=True, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
     found = json.loads(out.stdout.strip().splitlines()[-1])
     site = str(tmp_path / "site")
     assert found["file"].startswith(site), found  # not the editable checkout

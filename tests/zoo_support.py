@@ -9,7 +9,6 @@ import sys
 import types
 
 import pytest
-
 from fake_hub_server import COMMIT, REPO_ID, FakeHub, Served, git_blob_sha1  # noqa: F401  (re-exported)
 
 
@@ -108,8 +107,15 @@ def write_registry(path, entries: dict[str, dict]) -> None:
     path.write_text(json.dumps({"format_version": 1, "models": entries}, indent=2))
 
 
-def registry_entry(files: dict[str, bytes], *, architecture: str = TOY_ARCH, repo_id: str | None = REPO_ID,
-                   revision: str | None = COMMIT, bundled: str | None = None, metrics=None) -> dict:
+def registry_entry(
+    files: dict[str, bytes],
+    *,
+    architecture: str = TOY_ARCH,
+    repo_id: str | None = REPO_ID,
+    revision: str | None = COMMIT,
+    bundled: str | None = None,
+    metrics=None,
+) -> dict:
     return {
         "architecture": architecture,
         "description": "a toy model for tests",

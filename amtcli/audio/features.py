@@ -27,7 +27,9 @@ def cqt_kernels(config: FeatureConfig) -> tuple[np.ndarray, np.ndarray]:
     q = float(config.filter_scale) / (2.0 ** (1.0 / bpo) - 1.0)
     freqs = config.fmin_hz * 2.0 ** (np.arange(config.n_bins) / float(bpo))
     if freqs.max() > config.sample_rate / 2:
-        raise BadInput(f"the top CQT bin ({freqs.max():.0f} Hz) is above the Nyquist frequency of {config.sample_rate} Hz audio")
+        raise BadInput(
+            f"the top CQT bin ({freqs.max():.0f} Hz) is above the Nyquist frequency of {config.sample_rate} Hz audio"
+        )
     lengths = np.ceil(q * config.sample_rate / freqs)
     width = int(2 ** np.ceil(np.log2(lengths.max())))
     kernels = np.zeros((config.n_bins, width), dtype=np.complex64)
@@ -71,7 +73,11 @@ class CQTFrontEnd(nn.Module):
             # real parts then imaginary parts (nnAudio negates the imaginary one; the magnitude is the same)
             weight = np.concatenate([band.real[:, lo:hi], band.imag[:, lo:hi]])[:, None, :]
             # derived data: rebuilt from the config, kept out of state_dict
-            self.register_buffer(f"band{len(self._offsets)}", torch.from_numpy(np.ascontiguousarray(weight, dtype=np.float32)), persistent=False)
+            self.register_buffer(
+                f"band{len(self._offsets)}",
+                torch.from_numpy(np.ascontiguousarray(weight, dtype=np.float32)),
+                persistent=False,
+            )
             self._offsets.append(lo)
         self.register_buffer("scale", torch.from_numpy(np.sqrt(lengths))[:, None], persistent=False)
 
@@ -129,7 +135,10 @@ def compute_features(audio: np.ndarray, *, config: FeatureConfig, chunk_s: float
     if config.level_db is not None:
         from .level import level_gain_db
 
-        scale = torch.tensor(10.0 ** (level_gain_db(audio, sample_rate=config.sample_rate, target_db=config.level_db) / 20.0), dtype=torch.float32)
+        scale = torch.tensor(
+            10.0 ** (level_gain_db(audio, sample_rate=config.sample_rate, target_db=config.level_db) / 20.0),
+            dtype=torch.float32,
+        )
     fe = get_front_end(config)
     hop = config.hop_length
     n_frames = n_frames_for(len(audio), config)

@@ -24,12 +24,15 @@ def _version(value: bool):
 
 @app.callback()
 def main(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
 ):
     """Automatic music transcription: recordings in, MIDI out."""
 
 
-# Each command module registers itself on ``app`` when imported.
+# Each command module registers itself on ``app`` when imported, in the order `amt --help` lists them.
+# isort: off
 from . import transcribe  # noqa: E402,F401
 from . import train  # noqa: E402,F401
 from . import evaluate  # noqa: E402,F401
@@ -38,3 +41,4 @@ from . import synth  # noqa: E402,F401
 from . import identify  # noqa: E402,F401
 from . import finetune  # noqa: E402,F401
 from . import info  # noqa: E402,F401
+# isort: on

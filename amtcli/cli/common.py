@@ -100,7 +100,14 @@ def handle_errors(func: Callable) -> Callable:
 
 def progress(**kwargs):
     """A rich progress bar with the columns every command uses (hidden when output is not a terminal)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     return Progress(
         TextColumn("[progress.description]{task.description}"),
@@ -118,7 +125,8 @@ def progress(**kwargs):
 
 # Option aliases shared by several commands.
 ModelOpt = Annotated[
-    str, typer.Option("--model", "-m", help="Zoo name (see `amt models list`), release folder, or hf://owner/repo[@rev].")
+    str,
+    typer.Option("--model", "-m", help="Zoo name (see `amt models list`), release folder, or hf://owner/repo[@rev]."),
 ]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
 PrecisionOpt = Annotated[

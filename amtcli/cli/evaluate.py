@@ -68,7 +68,9 @@ def _render_aggregates(runs, *, title: str) -> None:
             head = [run.system if mi == 0 else ""]
             if with_condition:
                 head.append(run.condition.name if mi == 0 else "")
-            table.add_row(*head, METRIC_LABELS[metric], *cells, end_section=mi == len(METRICS) - 1 and ri < len(runs) - 1)
+            table.add_row(
+                *head, METRIC_LABELS[metric], *cells, end_section=mi == len(METRICS) - 1 and ri < len(runs) - 1
+            )
     console().print(table)
 
 
@@ -86,7 +88,9 @@ def _render_per_file(run) -> None:
     for f in run.files:
         note = f.counts["note"]
         table.add_row(
-            f.item_id, str(note.n_ref), str(note.n_est),
+            f.item_id,
+            str(note.n_ref),
+            str(note.n_est),
             *(_fmt(None if f.counts[m] is None else f.counts[m].f1) for m in METRICS),
         )
     console().print(table)
@@ -157,8 +161,12 @@ def _run_transcription(opts: dict) -> None:
     dataset_info(name)  # unknown names fail here, before anything is read
     split = opts["split"] or ("all" if name == "pairs" else "test")
     everything = load_dataset(
-        name, root=opts["root"], split="all", split_seed=opts["split_seed"],
-        audio_variant=opts["audio_variant"], annotation=opts["annotation"],
+        name,
+        root=opts["root"],
+        split="all",
+        split_seed=opts["split_seed"],
+        audio_variant=opts["audio_variant"],
+        annotation=opts["annotation"],
     )
     items = select_split(everything, split)
     if not items:
@@ -166,7 +174,9 @@ def _run_transcription(opts: dict) -> None:
         for it in everything:
             counts[it.split] = counts.get(it.split, 0) + 1
         have = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
-        raise BadInput(f"{name}: no recordings in split {split!r} (found: {have}); choose another --split, or --split all")
+        raise BadInput(
+            f"{name}: no recordings in split {split!r} (found: {have}); choose another --split, or --split all"
+        )
     if opts["limit"]:
         items = items[: opts["limit"]]
 
@@ -200,7 +210,9 @@ def _run_transcription(opts: dict) -> None:
         def skip(item, reason: str) -> None:
             unreadable.append((str(item.label), reason))
 
-        runs = run_evaluation(items, systems, conditions=conditions, seed=opts["seed"], root=everything.root, on_step=step, on_skip=skip)
+        runs = run_evaluation(
+            items, systems, conditions=conditions, seed=opts["seed"], root=everything.root, on_step=step, on_skip=skip
+        )
     _name_skipped(everything.skipped, title="not evaluated (no audio or annotation)")
     _name_skipped(unreadable, title="skipped (could not be read)")
 
@@ -214,11 +226,19 @@ def _run_transcription(opts: dict) -> None:
 
     meta = {
         "dataset": {
-            "name": name, "root": str(everything.root), "split": split, "split_seed": opts["split_seed"],
-            "audio_variant": opts["audio_variant"], "annotation": opts["annotation"], "n_items": len(items),
+            "name": name,
+            "root": str(everything.root),
+            "split": split,
+            "split_seed": opts["split_seed"],
+            "audio_variant": opts["audio_variant"],
+            "annotation": opts["annotation"],
+            "n_items": len(items),
             "skipped": [{"path": path, "reason": reason} for path, reason in [*everything.skipped, *unreadable]],
         },
-        "systems": [{"name": s.name, "kind": s.kind, "source": str(getattr(s, "folder", getattr(s, "spec", "")))} for s in systems],
+        "systems": [
+            {"name": s.name, "kind": s.kind, "source": str(getattr(s, "folder", getattr(s, "spec", "")))}
+            for s in systems
+        ],
         "noise": {"snr_db": snrs, "kind": opts["noise"], "seed": opts["seed"]} if snrs else None,
         "clip_to_audio": True,
     }
@@ -245,25 +265,77 @@ _TASKS = {"transcription": _run_transcription, "retrieval": _run_retrieval}
 @app.command()
 @handle_errors
 def evaluate(
-    dataset: Annotated[str, typer.Option("--dataset", "-d", help="maps, guitarset, maestro, synthetic (an `amt synth` folder) or pairs (audio + same-stem MIDI).")] = "pairs",
-    root: Annotated[Optional[Path], typer.Option("--root", help="The dataset folder (default: $AMT_DATA/<dataset>).")] = None,
-    split: Annotated[Optional[str], typer.Option("--split", help="train, validation, test or all (default: test; all for pairs).")] = None,
-    split_seed: Annotated[int, typer.Option("--split-seed", help="Seed of the 80/10/10 split by piece (datasets without an official split).")] = 0,
-    audio_variant: Annotated[Optional[str], typer.Option("--audio-variant", help="GuitarSet audio: mono-mic (default), mono-pickup_mix, hex-pickup_original, hex-pickup_debleeded.")] = None,
-    annotation: Annotated[Optional[str], typer.Option("--annotation", help="MAPS labels: mid (default when present; velocities, pedal) or txt.")] = None,
+    dataset: Annotated[
+        str,
+        typer.Option(
+            "--dataset",
+            "-d",
+            help="maps, guitarset, maestro, synthetic (an `amt synth` folder) or pairs (audio + same-stem MIDI).",
+        ),
+    ] = "pairs",
+    root: Annotated[
+        Optional[Path], typer.Option("--root", help="The dataset folder (default: $AMT_DATA/<dataset>).")
+    ] = None,
+    split: Annotated[
+        Optional[str], typer.Option("--split", help="train, validation, test or all (default: test; all for pairs).")
+    ] = None,
+    split_seed: Annotated[
+        int,
+        typer.Option("--split-seed", help="Seed of the 80/10/10 split by piece (datasets without an official split)."),
+    ] = 0,
+    audio_variant: Annotated[
+        Optional[str],
+        typer.Option(
+            "--audio-variant",
+            help="GuitarSet audio: mono-mic (default), mono-pickup_mix, hex-pickup_original, hex-pickup_debleeded.",
+        ),
+    ] = None,
+    annotation: Annotated[
+        Optional[str],
+        typer.Option("--annotation", help="MAPS labels: mid (default when present; velocities, pedal) or txt."),
+    ] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Only the first N recordings (by id).")] = None,
-    model: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="Our model to run: zoo name, release folder or hf://owner/repo@rev. Repeat to compare. Default (without --predictions): synthetic.")] = None,
-    predictions: Annotated[Optional[list[Path]], typer.Option("--predictions", "-p", help="Folder of MIDI files from any tool, named like the audio (<stem>.mid). Repeat to compare.")] = None,
+    model: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--model",
+            "-m",
+            help="Our model to run: zoo name, release folder or hf://owner/repo@rev. Repeat to compare. Default (without --predictions): synthetic.",
+        ),
+    ] = None,
+    predictions: Annotated[
+        Optional[list[Path]],
+        typer.Option(
+            "--predictions",
+            "-p",
+            help="Folder of MIDI files from any tool, named like the audio (<stem>.mid). Repeat to compare.",
+        ),
+    ] = None,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
-    snr: Annotated[Optional[str], typer.Option("--snr", help="Also evaluate with noise at these SNRs in dB, e.g. 30,20,10,0,-5 (models only).")] = None,
+    snr: Annotated[
+        Optional[str],
+        typer.Option("--snr", help="Also evaluate with noise at these SNRs in dB, e.g. 30,20,10,0,-5 (models only)."),
+    ] = None,
     noise: Annotated[str, typer.Option("--noise", help="Noise colour for --snr: white, pink or brown.")] = "white",
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the noise (each file's noise is fixed by seed and file id).")] = 0,
-    plot: Annotated[Optional[Path], typer.Option("--plot", help="With --snr: write F1 against SNR as a .png (or .pdf, .svg).")] = None,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Seed of the noise (each file's noise is fixed by seed and file id).")
+    ] = 0,
+    plot: Annotated[
+        Optional[Path], typer.Option("--plot", help="With --snr: write F1 against SNR as a .png (or .pdf, .svg).")
+    ] = None,
     per_file: Annotated[bool, typer.Option("--per-file", help="Also show a row per recording.")] = False,
-    json_path: Annotated[Optional[Path], typer.Option("--json", help="Write every score (per file and aggregate) as JSON.")] = None,
+    json_path: Annotated[
+        Optional[Path], typer.Option("--json", help="Write every score (per file and aggregate) as JSON.")
+    ] = None,
     csv_path: Annotated[Optional[Path], typer.Option("--csv", help="Write per-file and aggregate rows as CSV.")] = None,
-    task: Annotated[str, typer.Option("--task", help="What to evaluate: transcription, or retrieval (an embedding model, audio-to-score, on an `amt synth` folder: -d synthetic --root DIR).")] = "transcription",
+    task: Annotated[
+        str,
+        typer.Option(
+            "--task",
+            help="What to evaluate: transcription, or retrieval (an embedding model, audio-to-score, on an `amt synth` folder: -d synthetic --root DIR).",
+        ),
+    ] = "transcription",
     overwrite: OverwriteOpt = False,
 ):
     """Score transcriptions with the standard metrics (mir_eval): frame, note, note with offset,
@@ -279,10 +351,24 @@ def evaluate(
         raise BadInput(f"unknown --task {task!r} (available: {', '.join(_TASKS)})")
     _TASKS[task](
         {
-            "dataset": dataset, "root": root, "split": split, "split_seed": split_seed,
-            "audio_variant": audio_variant, "annotation": annotation, "limit": limit,
-            "model": model, "predictions": predictions, "device": device, "precision": precision,
-            "snr": snr, "noise": noise, "seed": seed, "plot": plot, "per_file": per_file,
-            "json": json_path, "csv": csv_path, "overwrite": overwrite,
+            "dataset": dataset,
+            "root": root,
+            "split": split,
+            "split_seed": split_seed,
+            "audio_variant": audio_variant,
+            "annotation": annotation,
+            "limit": limit,
+            "model": model,
+            "predictions": predictions,
+            "device": device,
+            "precision": precision,
+            "snr": snr,
+            "noise": noise,
+            "seed": seed,
+            "plot": plot,
+            "per_file": per_file,
+            "json": json_path,
+            "csv": csv_path,
+            "overwrite": overwrite,
         }
     )

@@ -9,7 +9,16 @@ import typer
 
 from . import app
 from .common import DeviceOpt, OverwriteOpt, PrecisionOpt, console, err_console, handle_errors, progress
-from .train import NoiseDomainOpt, NoiseKindOpt, NoiseRoundsOpt, NoiseStepsOpt, NoiseTargetOpt, NprocOpt, noise_config, render_training
+from .train import (
+    NoiseDomainOpt,
+    NoiseKindOpt,
+    NoiseRoundsOpt,
+    NoiseStepsOpt,
+    NoiseTargetOpt,
+    NprocOpt,
+    noise_config,
+    render_training,
+)
 
 PLOT_SUFFIXES = (".png", ".pdf", ".svg")
 
@@ -23,7 +32,13 @@ def _render_comparison(results: dict, *, title: str) -> None:
 
     from ..training.finetune import SUMMARY_KEYS
 
-    labels = {"frame_f1": "Frame F1", "note_precision": "Note P", "note_recall": "Note R", "note_f1": "Note F1", "note_offset_f1": "Note+Off F1"}
+    labels = {
+        "frame_f1": "Frame F1",
+        "note_precision": "Note P",
+        "note_recall": "Note R",
+        "note_f1": "Note F1",
+        "note_offset_f1": "Note+Off F1",
+    }
     table = Table(title=title, title_justify="left")
     table.add_column("System")
     for key in SUMMARY_KEYS:
@@ -40,7 +55,9 @@ def _render_comparison(results: dict, *, title: str) -> None:
     console().print(table)
 
 
-def default_run_folder(source: str, target: str, *, resume: bool = False, base: Path = Path("runs")) -> tuple[Path, Path | None]:
+def default_run_folder(
+    source: str, target: str, *, resume: bool = False, base: Path = Path("runs")
+) -> tuple[Path, Path | None]:
     """``runs/<from>-to-<to>`` for a fine-tuning run without ``--out``, never an existing folder:
     if it is taken, the first free ``-2``, ``-3``...; with ``resume``, the latest existing one.
     Returns ``(folder, the taken folder it steps past or None)``."""
@@ -66,33 +83,106 @@ def default_run_folder(source: str, target: str, *, resume: bool = False, base: 
 @app.command()
 @handle_errors
 def finetune(
-    source: Annotated[Optional[str], typer.Option("--from", help="Model to start from: zoo name, release folder or hf://owner/repo@rev; `scratch` for a random init of the same architecture (the baseline, see --like).", show_default=False)] = None,
-    target: Annotated[Optional[str], typer.Option("--to", help="Dataset to fine-tune on: maps, guitarset, maestro, synthetic (an `amt synth` folder) or pairs (audio + same-stem MIDI).", show_default=False)] = None,
-    root: Annotated[Optional[Path], typer.Option("--root", help="The dataset folder (default: $AMT_DATA/<dataset>).")] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder (checkpoints, metrics.jsonl, finetune.json). Default: runs/<from>-to-<to>, or -2, -3... if that is taken.", show_default=False)] = None,
-    release: Annotated[Optional[Path], typer.Option("--release", help="Release folder to export the fine-tuned model to. [default: RUN/release]", show_default=False)] = None,
-    like: Annotated[str, typer.Option("--like", help="With --from scratch: the model whose architecture and configs to copy.")] = "synthetic",
-    steps: Annotated[int, typer.Option(min=1, help="Optimizer steps of the clean phase (early stopping may end it sooner).")] = 2000,
-    lr: Annotated[float, typer.Option(min=0.0, help="Peak learning rate (short warm-up, cosine decay to a tenth).")] = 1e-4,
+    source: Annotated[
+        Optional[str],
+        typer.Option(
+            "--from",
+            help="Model to start from: zoo name, release folder or hf://owner/repo@rev; `scratch` for a random init of the same architecture (the baseline, see --like).",
+            show_default=False,
+        ),
+    ] = None,
+    target: Annotated[
+        Optional[str],
+        typer.Option(
+            "--to",
+            help="Dataset to fine-tune on: maps, guitarset, maestro, synthetic (an `amt synth` folder) or pairs (audio + same-stem MIDI).",
+            show_default=False,
+        ),
+    ] = None,
+    root: Annotated[
+        Optional[Path], typer.Option("--root", help="The dataset folder (default: $AMT_DATA/<dataset>).")
+    ] = None,
+    out: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--out",
+            "-o",
+            help="Run folder (checkpoints, metrics.jsonl, finetune.json). Default: runs/<from>-to-<to>, or -2, -3... if that is taken.",
+            show_default=False,
+        ),
+    ] = None,
+    release: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--release",
+            help="Release folder to export the fine-tuned model to. [default: RUN/release]",
+            show_default=False,
+        ),
+    ] = None,
+    like: Annotated[
+        str, typer.Option("--like", help="With --from scratch: the model whose architecture and configs to copy.")
+    ] = "synthetic",
+    steps: Annotated[
+        int, typer.Option(min=1, help="Optimizer steps of the clean phase (early stopping may end it sooner).")
+    ] = 2000,
+    lr: Annotated[
+        float, typer.Option(min=0.0, help="Peak learning rate (short warm-up, cosine decay to a tenth).")
+    ] = 1e-4,
     batch_size: Annotated[int, typer.Option(min=1, help="Excerpts per step (per process).")] = 8,
     crop_s: Annotated[float, typer.Option(min=0.5, help="Seconds per training excerpt.")] = 10.0,
-    val_every: Annotated[int, typer.Option(min=1, help="Validate (note F1 on the validation split) every N steps.")] = 100,
-    patience: Annotated[int, typer.Option(min=0, help="Stop after this many validations without a better F1 (0: never).")] = 5,
-    freeze: Annotated[Optional[list[str]], typer.Option("--freeze", help="Keep a part fixed: encoder (the U-Net before the BiLSTM). Repeatable.", show_default=False)] = None,
-    pitch_balanced: Annotated[bool, typer.Option("--pitch-balanced/--no-pitch-balanced", help="Weight each key's positive and negative frames equally (AT4rAMT).")] = False,
+    val_every: Annotated[
+        int, typer.Option(min=1, help="Validate (note F1 on the validation split) every N steps.")
+    ] = 100,
+    patience: Annotated[
+        int, typer.Option(min=0, help="Stop after this many validations without a better F1 (0: never).")
+    ] = 5,
+    freeze: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--freeze", help="Keep a part fixed: encoder (the U-Net before the BiLSTM). Repeatable.", show_default=False
+        ),
+    ] = None,
+    pitch_balanced: Annotated[
+        bool,
+        typer.Option(
+            "--pitch-balanced/--no-pitch-balanced",
+            help="Weight each key's positive and negative frames equally (AT4rAMT).",
+        ),
+    ] = False,
     precision: PrecisionOpt = "auto",
     seed: Annotated[int, typer.Option(help="Random seed (batches; the random init with --from scratch).")] = 0,
-    test_limit: Annotated[Optional[int], typer.Option("--test-limit", min=1, help="Score only the first N test recordings (by id).")] = None,
-    cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Keep the features computed from the audio in RUN/features (reused on --resume).")] = True,
+    test_limit: Annotated[
+        Optional[int], typer.Option("--test-limit", min=1, help="Score only the first N test recordings (by id).")
+    ] = None,
+    cache: Annotated[
+        bool,
+        typer.Option(
+            "--cache/--no-cache", help="Keep the features computed from the audio in RUN/features (reused on --resume)."
+        ),
+    ] = True,
     noise_rounds: NoiseRoundsOpt = None,
     noise_steps: NoiseStepsOpt = None,
     noise_target: NoiseTargetOpt = None,
     noise_kind: NoiseKindOpt = None,
     noise_domain: NoiseDomainOpt = None,
     nproc: NprocOpt = 1,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out where it stopped, then export and score.")] = False,
-    plot: Annotated[Optional[Path], typer.Option("--plot", help="Draw validation F1 against step (this run and every --compare run) as .png/.pdf/.svg.")] = None,
-    compare: Annotated[Optional[list[Path]], typer.Option("--compare", help="Another run folder to draw in --plot (repeatable). With only --plot and --compare, just draw.", show_default=False)] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the run in --out where it stopped, then export and score.")
+    ] = False,
+    plot: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--plot", help="Draw validation F1 against step (this run and every --compare run) as .png/.pdf/.svg."
+        ),
+    ] = None,
+    compare: Annotated[
+        Optional[list[Path]],
+        typer.Option(
+            "--compare",
+            help="Another run folder to draw in --plot (repeatable). With only --plot and --compare, just draw.",
+            show_default=False,
+        ),
+    ] = None,
     device: DeviceOpt = "auto",
     overwrite: OverwriteOpt = False,
 ):
@@ -119,7 +209,9 @@ def finetune(
 
     if source is None and target is None and out is None:  # only draw
         if plot is None or not compare:
-            raise BadInput("give --from and --to to fine-tune (and --out, default runs/<from>-to-<to>), or --plot FILE with --compare RUN... to draw runs")
+            raise BadInput(
+                "give --from and --to to fine-tune (and --out, default runs/<from>-to-<to>), or --plot FILE with --compare RUN... to draw runs"
+            )
         from ..training.finetune import plot_curves
 
         plot_curves(plot, compare)
@@ -135,7 +227,9 @@ def finetune(
     from ..inference.transcribe import resolve_device
     from ..training.finetune import plot_curves, run_finetune
 
-    nc = noise_config(None, rounds=noise_rounds, steps=noise_steps, target=noise_target, kind=noise_kind, domain=noise_domain)
+    nc = noise_config(
+        None, rounds=noise_rounds, steps=noise_steps, target=noise_target, kind=noise_kind, domain=noise_domain
+    )
     dev = resolve_device(device)
     scoring = {}
 
@@ -157,11 +251,31 @@ def finetune(
         console().print(f"training on {nproc} processes ({'NCCL' if dev.startswith('cuda') else 'gloo'})")
     try:
         result = run_finetune(
-            source=source, target=target, root=root, out=out, release=release, like=like,
-            steps=steps, lr=lr, batch_size=batch_size, crop_s=crop_s, val_every=val_every, patience=patience,
-            freeze=list(freeze or []), pitch_balanced=pitch_balanced, precision=precision, seed=seed, test_limit=test_limit,
-            cache=cache, noise=nc, nproc=nproc, resume=resume, device=dev, overwrite=overwrite,
-            on_event=on_event, progress=render_training,
+            source=source,
+            target=target,
+            root=root,
+            out=out,
+            release=release,
+            like=like,
+            steps=steps,
+            lr=lr,
+            batch_size=batch_size,
+            crop_s=crop_s,
+            val_every=val_every,
+            patience=patience,
+            freeze=list(freeze or []),
+            pitch_balanced=pitch_balanced,
+            precision=precision,
+            seed=seed,
+            test_limit=test_limit,
+            cache=cache,
+            noise=nc,
+            nproc=nproc,
+            resume=resume,
+            device=dev,
+            overwrite=overwrite,
+            on_event=on_event,
+            progress=render_training,
         )
     finally:
         if "bar" in scoring:

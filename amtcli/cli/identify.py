@@ -28,7 +28,9 @@ def identify(
     top: Annotated[int, typer.Option("--top", "-n", help="How many pieces to list.")] = 5,
     cache_dir: Annotated[
         Optional[Path],
-        typer.Option("--cache-dir", help="Where the library index is cached (default: $AMT_CACHE_DIR or ~/.cache/amt)."),
+        typer.Option(
+            "--cache-dir", help="Where the library index is cached (default: $AMT_CACHE_DIR or ~/.cache/amt)."
+        ),
     ] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Embed the library afresh and write no cache.")] = False,
 ):

@@ -14,7 +14,9 @@ from .common import DeviceOpt, console, handle_errors
 @handle_errors
 def info(
     device: DeviceOpt = "auto",
-    remeasure: Annotated[bool, typer.Option("--remeasure", help="Measure bf16 against fp32 again instead of using the cached verdict.")] = False,
+    remeasure: Annotated[
+        bool, typer.Option("--remeasure", help="Measure bf16 against fp32 again instead of using the cached verdict.")
+    ] = False,
 ):
     """Show the device and the arithmetic (fp32 / bf16 / fp16) that `--precision auto` chooses on this machine."""
     import platform
@@ -31,6 +33,8 @@ def info(
     out = console()
     out.print(f"amt {__version__}, torch {torch.__version__}, Python {platform.python_version()}")
     out.print(f"device: {dev}" + (f" ({torch.cuda.get_device_name(dev)})" if dev.startswith("cuda") else ""))
-    out.print(f"CPU: {torch.backends.cpu.get_cpu_capability()} kernels, native bf16: {'yes' if cpu_bf16_native() else 'no'}, "
-              f"{torch.get_num_threads()} torch threads")
+    out.print(
+        f"CPU: {torch.backends.cpu.get_cpu_capability()} kernels, native bf16: {'yes' if cpu_bf16_native() else 'no'}, "
+        f"{torch.get_num_threads()} torch threads"
+    )
     out.print(f"precision auto -> {prec}")

@@ -77,7 +77,9 @@ def _show_folder(folder: Path, *, title: str) -> None:
     from ..zoo import read_release_config
 
     cfg = read_release_config(folder)
-    console().print(Panel(Syntax(json.dumps(cfg.to_json(), indent=2), "json", word_wrap=True), title=f"{title}: config.json"))
+    console().print(
+        Panel(Syntax(json.dumps(cfg.to_json(), indent=2), "json", word_wrap=True), title=f"{title}: config.json")
+    )
     card = folder / "README.md"
     if card.is_file():
         console().print(Panel(Markdown(card.read_text()), title=f"{title}: model card (README.md)"))
@@ -88,7 +90,9 @@ def _show_folder(folder: Path, *, title: str) -> None:
 @models_app.command("info")
 @handle_errors
 def info(
-    name: Annotated[str, typer.Argument(help="Model name (see `amt models list`), release folder, or hf://owner/repo[@rev].")],
+    name: Annotated[
+        str, typer.Argument(help="Model name (see `amt models list`), release folder, or hf://owner/repo[@rev].")
+    ],
 ):
     """The registry entry, model card and config of a model (no download: remote models show the entry only)."""
     from rich.table import Table
@@ -181,9 +185,16 @@ def download(
 @handle_errors
 def export(
     run_dir: Annotated[Path, typer.Argument(help="Training run folder (runs/NAME) with config.json and checkpoints/.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Release folder to write (config.json, model.safetensors, README.md).")],
-    checkpoint: Annotated[str, typer.Option("--checkpoint", help="best, last, or a path to a .pt checkpoint.")] = "best",
-    name: Annotated[Optional[str], typer.Option("--name", help="Model name for the card (default: the output folder's name).")] = None,
+    output: Annotated[
+        Path,
+        typer.Option("--output", "-o", help="Release folder to write (config.json, model.safetensors, README.md)."),
+    ],
+    checkpoint: Annotated[
+        str, typer.Option("--checkpoint", help="best, last, or a path to a .pt checkpoint.")
+    ] = "best",
+    name: Annotated[
+        Optional[str], typer.Option("--name", help="Model name for the card (default: the output folder's name).")
+    ] = None,
     overwrite: OverwriteOpt = False,
 ):
     """Turn a training run into a release folder with a filled-in model card and the sha256 of each file."""

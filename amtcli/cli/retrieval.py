@@ -24,16 +24,17 @@ def run_retrieval_task(opts: dict) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from ..config import FeatureConfig
+    from ..datasets.base import resolve_root
     from ..datasets.embedding_pairs import load_pair_items
     from ..datasets.synthetic import INFO
-    from ..datasets.base import resolve_root
     from ..errors import BadInput, OutputExists
     from ..evaluation.retrieval import HIGHER_IS_BETTER, MEASURES, evaluate_retrieval
     from ..inference.identify import load_embedding_model
 
     if opts["dataset"] not in ("synthetic", "pairs"):  # "pairs" is the command's default
-        raise BadInput(f"--task retrieval reads `amt synth` datasets: use -d synthetic --root DIR, not -d {opts['dataset']}")
+        raise BadInput(
+            f"--task retrieval reads `amt synth` datasets: use -d synthetic --root DIR, not -d {opts['dataset']}"
+        )
     if opts["predictions"]:
         raise BadInput("--task retrieval scores embedding models (--model); --predictions is for transcription")
     for flag in ("snr", "plot", "csv"):

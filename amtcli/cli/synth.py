@@ -36,41 +36,91 @@ amt synth ../shared/data/midi/asap -o data/asap-test --split-by folder --only-sp
 @handle_errors
 def synth_command(
     sources: Annotated[Optional[List[Path]], typer.Argument(help="MIDI files or folders.", show_default=False)] = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Dataset folder to create or continue.")] = None,
-    renderer: Annotated[str, typer.Option("--renderer", help="soundfont (FluidSynth) or oneshot (one-shot mixing).")] = "soundfont",
+    output: Annotated[
+        Optional[Path], typer.Option("--output", "-o", help="Dataset folder to create or continue.")
+    ] = None,
+    renderer: Annotated[
+        str, typer.Option("--renderer", help="soundfont (FluidSynth) or oneshot (one-shot mixing).")
+    ] = "soundfont",
     soundfont: Annotated[
         Optional[List[Path]],
-        typer.Option("--soundfont", "-s", help="A .sf2/.sf3 file; repeat for several (one drawn per item). Default: FluidR3_GM if installed, else pretty_midi's TimGM6mb."),
+        typer.Option(
+            "--soundfont",
+            "-s",
+            help="A .sf2/.sf3 file; repeat for several (one drawn per item). Default: FluidR3_GM if installed, else pretty_midi's TimGM6mb.",
+        ),
     ] = None,
     programs: Annotated[
         Optional[str],
-        typer.Option("--programs", "-p", help="GM programs (numbers or names: piano,guitar,bass,strings,organ,flute,...), one drawn per item for all its notes. Default: the MIDI's own."),
+        typer.Option(
+            "--programs",
+            "-p",
+            help="GM programs (numbers or names: piano,guitar,bass,strings,organ,flute,...), one drawn per item for all its notes. Default: the MIDI's own.",
+        ),
     ] = None,
-    oneshots: Annotated[Optional[Path], typer.Option("--oneshots", help="One-shot bank folder for --renderer oneshot.")] = None,
+    oneshots: Annotated[
+        Optional[Path], typer.Option("--oneshots", help="One-shot bank folder for --renderer oneshot.")
+    ] = None,
     build_oneshots: Annotated[
-        Optional[Path], typer.Option("--build-oneshots", help="Build a one-shot bank in this folder from --soundfont(s) and exit.")
+        Optional[Path],
+        typer.Option("--build-oneshots", help="Build a one-shot bank in this folder from --soundfont(s) and exit."),
     ] = None,
-    mix_alpha: Annotated[str, typer.Option("--mix-alpha", help="Range of the sub-timbre weight alpha (one-shot mixing), MIN:MAX.")] = "0.0:0.5",
-    excerpt_s: Annotated[float, typer.Option("--excerpt-s", min=0.0, help="Excerpt length in seconds (0 = whole pieces).")] = 20.0,
-    renders_per_piece: Annotated[int, typer.Option("--renders-per-piece", "-k", min=1, help="Items rendered per source file.")] = 1,
-    max_hours: Annotated[Optional[float], typer.Option("--max-hours", min=0.0, help="Stop once the dataset holds this many hours.")] = None,
-    max_files: Annotated[Optional[int], typer.Option("--max-files", min=1, help="Use at most this many source files (a seeded random subset).")] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed (excerpts, instruments, augmentations; not splits).")] = 0,
+    mix_alpha: Annotated[
+        str, typer.Option("--mix-alpha", help="Range of the sub-timbre weight alpha (one-shot mixing), MIN:MAX.")
+    ] = "0.0:0.5",
+    excerpt_s: Annotated[
+        float, typer.Option("--excerpt-s", min=0.0, help="Excerpt length in seconds (0 = whole pieces).")
+    ] = 20.0,
+    renders_per_piece: Annotated[
+        int, typer.Option("--renders-per-piece", "-k", min=1, help="Items rendered per source file.")
+    ] = 1,
+    max_hours: Annotated[
+        Optional[float], typer.Option("--max-hours", min=0.0, help="Stop once the dataset holds this many hours.")
+    ] = None,
+    max_files: Annotated[
+        Optional[int],
+        typer.Option("--max-files", min=1, help="Use at most this many source files (a seeded random subset)."),
+    ] = None,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Random seed (excerpts, instruments, augmentations; not splits).")
+    ] = 0,
     split: Annotated[str, typer.Option("--split", help="train:validation:test proportions.")] = "90:5:5",
-    split_by: Annotated[str, typer.Option("--split-by", help="file (hash of the file's contents) or folder (hash of its folder path).")] = "file",
+    split_by: Annotated[
+        str, typer.Option("--split-by", help="file (hash of the file's contents) or folder (hash of its folder path).")
+    ] = "file",
     only_split: Annotated[
-        Optional[List[str]], typer.Option("--only-split", help="Render only sources of this split (train, validation, test); repeatable.")
+        Optional[List[str]],
+        typer.Option("--only-split", help="Render only sources of this split (train, validation, test); repeatable."),
     ] = None,
     augment: Annotated[str, typer.Option("--augment", help="Augmentation preset: default or none.")] = "default",
-    transpose: Annotated[Optional[int], typer.Option("--transpose", min=0, max=24, help="Max transposition in semitones (0 = off). Default 3, p=0.5.")] = None,
-    reverb_p: Annotated[Optional[float], typer.Option("--reverb-p", min=0.0, max=1.0, help="Probability of reverb (default 0.5, RT60 0.2-1.5 s).")] = None,
-    ir_dir: Annotated[Optional[Path], typer.Option("--ir-dir", help="Folder of impulse responses to use instead of synthetic ones.")] = None,
-    noise_p: Annotated[Optional[float], typer.Option("--noise-p", min=0.0, max=1.0, help="Probability of added noise (default 0.5, SNR 10-40 dB).")] = None,
+    transpose: Annotated[
+        Optional[int],
+        typer.Option("--transpose", min=0, max=24, help="Max transposition in semitones (0 = off). Default 3, p=0.5."),
+    ] = None,
+    reverb_p: Annotated[
+        Optional[float],
+        typer.Option("--reverb-p", min=0.0, max=1.0, help="Probability of reverb (default 0.5, RT60 0.2-1.5 s)."),
+    ] = None,
+    ir_dir: Annotated[
+        Optional[Path], typer.Option("--ir-dir", help="Folder of impulse responses to use instead of synthetic ones.")
+    ] = None,
+    noise_p: Annotated[
+        Optional[float],
+        typer.Option("--noise-p", min=0.0, max=1.0, help="Probability of added noise (default 0.5, SNR 10-40 dB)."),
+    ] = None,
     snr_db: Annotated[Optional[str], typer.Option("--snr-db", help="Noise SNR range in dB, MIN:MAX.")] = None,
-    lowpass_p: Annotated[Optional[float], typer.Option("--lowpass-p", min=0.0, max=1.0, help="Probability of a low-pass filter (default 0.3).")] = None,
-    eq_p: Annotated[Optional[float], typer.Option("--eq-p", min=0.0, max=1.0, help="Probability of random peaking EQ (default 0.3).")] = None,
+    lowpass_p: Annotated[
+        Optional[float],
+        typer.Option("--lowpass-p", min=0.0, max=1.0, help="Probability of a low-pass filter (default 0.3)."),
+    ] = None,
+    eq_p: Annotated[
+        Optional[float],
+        typer.Option("--eq-p", min=0.0, max=1.0, help="Probability of random peaking EQ (default 0.3)."),
+    ] = None,
     audio_format: Annotated[str, typer.Option("--format", help="flac or wav (16-bit).")] = "flac",
-    features: Annotated[bool, typer.Option("--features", help="Also store the log-CQT features of each item (features/<id>.npy).")] = False,
+    features: Annotated[
+        bool, typer.Option("--features", help="Also store the log-CQT features of each item (features/<id>.npy).")
+    ] = False,
     sample_rate: Annotated[int, typer.Option("--sample-rate", min=8000, help="Audio sample rate.")] = 16000,
     workers: Annotated[int, typer.Option("--workers", "-j", min=1, help="Worker processes.")] = 1,
     overwrite: OverwriteOpt = False,
@@ -98,10 +148,16 @@ def synth_command(
                 bar.update(task, completed=done, total=total, info=name)
 
             info = build_bank(
-                build_oneshots, soundfonts=sf_list or (None,), programs=prog_list, sample_rate=sample_rate,
-                overwrite=overwrite, on_progress=tick,
+                build_oneshots,
+                soundfonts=sf_list or (None,),
+                programs=prog_list,
+                sample_rate=sample_rate,
+                overwrite=overwrite,
+                on_progress=tick,
             )
-        console().print(f"one-shot bank: {info['n_samples']} notes of {len(info['timbres'])} timbres in {build_oneshots}")
+        console().print(
+            f"one-shot bank: {info['n_samples']} notes of {len(info['timbres'])} timbres in {build_oneshots}"
+        )
         return
 
     if not sources:

@@ -36,12 +36,42 @@ def load_toml_config(path: Optional[Path]) -> dict:
 
 
 # Options shared by `amt train` and `amt finetune`.
-NoiseRoundsOpt = Annotated[Optional[int], typer.Option("--noise-rounds", min=0, help="Adversarial noise rounds after the clean phase (AT4rAMT); each searches its noise level first. [default: 0]")]
-NoiseStepsOpt = Annotated[Optional[int], typer.Option("--noise-steps", min=1, help="Optimizer steps per noise round. [default: 1000]")]
-NoiseTargetOpt = Annotated[Optional[str], typer.Option("--noise-target", help="LOW:HIGH band of the relative loss increase, (loss(noisy) - loss(clean)) / loss(clean), that sets each round's level. [default: 0.1:0.3]")]
-NoiseKindOpt = Annotated[Optional[str], typer.Option("--noise-kind", help="Noise colour: white, pink or brown. [default: white]")]
-NoiseDomainOpt = Annotated[Optional[str], typer.Option("--noise-domain", help="feature (add noise to the cached CQT magnitudes with random phase: fast, exact per coefficient) or waveform (to the audio, then a CQT per excerpt: exact, slow on CPU). [default: feature]")]
-NprocOpt = Annotated[int, typer.Option("--nproc", min=1, help="Train on N local processes (DistributedDataParallel: gloo on CPU, NCCL with one GPU each). Under torchrun leave it at 1.")]
+NoiseRoundsOpt = Annotated[
+    Optional[int],
+    typer.Option(
+        "--noise-rounds",
+        min=0,
+        help="Adversarial noise rounds after the clean phase (AT4rAMT); each searches its noise level first. [default: 0]",
+    ),
+]
+NoiseStepsOpt = Annotated[
+    Optional[int], typer.Option("--noise-steps", min=1, help="Optimizer steps per noise round. [default: 1000]")
+]
+NoiseTargetOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--noise-target",
+        help="LOW:HIGH band of the relative loss increase, (loss(noisy) - loss(clean)) / loss(clean), that sets each round's level. [default: 0.1:0.3]",
+    ),
+]
+NoiseKindOpt = Annotated[
+    Optional[str], typer.Option("--noise-kind", help="Noise colour: white, pink or brown. [default: white]")
+]
+NoiseDomainOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--noise-domain",
+        help="feature (add noise to the cached CQT magnitudes with random phase: fast, exact per coefficient) or waveform (to the audio, then a CQT per excerpt: exact, slow on CPU). [default: feature]",
+    ),
+]
+NprocOpt = Annotated[
+    int,
+    typer.Option(
+        "--nproc",
+        min=1,
+        help="Train on N local processes (DistributedDataParallel: gloo on CPU, NCCL with one GPU each). Under torchrun leave it at 1.",
+    ),
+]
 
 
 def noise_config(toml: Optional[dict], *, rounds, steps, target, kind, domain):
@@ -69,7 +99,9 @@ def render_training(run, *, total_steps: int, start_step: int = 0):
                 bar.update(task, completed=rec["step"], total=rec["steps"])
                 procs = f", {rec['processes']} processes" if rec.get("processes", 1) > 1 else ""
                 frozen = f", frozen: {', '.join(rec['frozen'])}" if rec.get("frozen") else ""
-                console().print(f"{rec['train_items']} training and {rec['val_items']} validation items, precision {rec['precision']}{procs}{frozen}, from step {rec['step']}")
+                console().print(
+                    f"{rec['train_items']} training and {rec['val_items']} validation items, precision {rec['precision']}{procs}{frozen}, from step {rec['step']}"
+                )
             elif kind == "noise_round":
                 bar.console.print(f"step {rec['step']}: noise round {rec['round']} of {rec['rounds']}")
             elif kind == "noise_search":
@@ -79,7 +111,9 @@ def render_training(run, *, total_steps: int, start_step: int = 0):
                     f"loss +{100 * rec['delta']:.0f}% after {rec['iterations']} tries, {how}"
                 )
             elif kind == "early_stop":
-                bar.console.print(f"step {rec['step']}: no better validation F1 in {rec['patience']} validations; clean phase stopped (best {rec['best_f1']:.3f})")
+                bar.console.print(
+                    f"step {rec['step']}: no better validation F1 in {rec['patience']} validations; clean phase stopped (best {rec['best_f1']:.3f})"
+                )
             elif kind == "load":
                 bar.update(task, description=f"loading data {rec['done']}/{rec['total']}")
             elif kind == "step":
@@ -91,12 +125,16 @@ def render_training(run, *, total_steps: int, start_step: int = 0):
             elif kind == "status":
                 bar.update(task, description=rec["message"])
             elif kind == "calibrated":
-                bar.console.print(f"decoding thresholds chosen on the validation split: onset {rec['onset_threshold']}, frame {rec['frame_threshold']}")
+                bar.console.print(
+                    f"decoding thresholds chosen on the validation split: onset {rec['onset_threshold']}, frame {rec['frame_threshold']}"
+                )
             elif kind == "val":
                 metric = rec.get("metric", "note_f1")
                 state["score"] = (SCORE_NAMES.get(metric, metric), rec["val"][metric])
                 disc = f", discriminator accuracy {state['disc']:.2f}" if state["disc"] is not None else ""
-                bar.console.print(f"step {rec['step']}: validation {state['score'][0]} {state['score'][1]:.3f} (best {rec['best']:.3f}){disc}")
+                bar.console.print(
+                    f"step {rec['step']}: validation {state['score'][0]} {state['score'][1]:.3f} (best {rec['best']:.3f}){disc}"
+                )
             info = []
             if state["loss"] is not None:
                 info.append(f"loss {state['loss']:.3f}")
@@ -114,24 +152,62 @@ def render_training(run, *, total_steps: int, start_step: int = 0):
 @app.command()
 @handle_errors
 def train(
-    data: Annotated[list[Path], typer.Option("--data", "-d", help="Dataset folder written by `amt synth` (repeatable).", show_default=False)],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (checkpoints, metrics.jsonl, config.json).", show_default=False)],
-    model: Annotated[str, typer.Option("--model", "-m", help="Architecture: unet-bilstm, transformer (tokens), or embedding.")] = "unet-bilstm",
+    data: Annotated[
+        list[Path],
+        typer.Option("--data", "-d", help="Dataset folder written by `amt synth` (repeatable).", show_default=False),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option("--out", "-o", help="Run folder (checkpoints, metrics.jsonl, config.json).", show_default=False),
+    ],
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="Architecture: unet-bilstm, transformer (tokens), or embedding.")
+    ] = "unet-bilstm",
     steps: Annotated[Optional[int], typer.Option(min=1, help="Total optimizer steps. [default: 20000]")] = None,
     batch_size: Annotated[Optional[int], typer.Option(min=1, help="Excerpts per step. [default: 8]")] = None,
-    crop_s: Annotated[Optional[float], typer.Option(min=0.5, help="Seconds per training excerpt. [default: 10]")] = None,
-    lr: Annotated[Optional[float], typer.Option(min=0.0, help="Peak learning rate (warm-up, then cosine decay). [default: 1e-3]")] = None,
-    pitch_balanced: Annotated[Optional[bool], typer.Option("--pitch-balanced/--no-pitch-balanced", help="Weight each key's positive and negative frames equally (AT4rAMT). [default: off]")] = None,
+    crop_s: Annotated[
+        Optional[float], typer.Option(min=0.5, help="Seconds per training excerpt. [default: 10]")
+    ] = None,
+    lr: Annotated[
+        Optional[float], typer.Option(min=0.0, help="Peak learning rate (warm-up, then cosine decay). [default: 1e-3]")
+    ] = None,
+    pitch_balanced: Annotated[
+        Optional[bool],
+        typer.Option(
+            "--pitch-balanced/--no-pitch-balanced",
+            help="Weight each key's positive and negative frames equally (AT4rAMT). [default: off]",
+        ),
+    ] = None,
     precision: Annotated[Optional[str], PrecisionOpt.__metadata__[0]] = None,
-    val_every: Annotated[Optional[int], typer.Option(min=1, help="Validate (note F1) every N steps. [default: 500]")] = None,
+    val_every: Annotated[
+        Optional[int], typer.Option(min=1, help="Validate (note F1) every N steps. [default: 500]")
+    ] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed. [default: 0]")] = None,
     channels: Annotated[Optional[str], typer.Option(help="U-Net widths, e.g. 8,16,32.")] = None,
     lstm_hidden: Annotated[Optional[int], typer.Option(min=1, help="BiLSTM units per direction.")] = None,
-    config: Annotated[Optional[Path], typer.Option("--config", help="TOML file with [train], [model], [features], [decode] tables; flags win.")] = None,
-    unlabeled: Annotated[Optional[list[Path]], typer.Option("--unlabeled", help="Transformer: folder of unlabeled (real) audio for domain confusion (repeatable); an `amt synth` folder gives its train split.", show_default=False)] = None,
-    domain_weight: Annotated[Optional[float], typer.Option(min=0.0, help="Transformer: largest gradient-reversal factor of the domain loss. [default: 0.3]")] = None,
-    domain_warmup: Annotated[Optional[int], typer.Option(min=0, help="Transformer: steps over which the domain factor rises from 0. [default: 2000]")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out exactly where it stopped.")] = False,
+    config: Annotated[
+        Optional[Path],
+        typer.Option("--config", help="TOML file with [train], [model], [features], [decode] tables; flags win."),
+    ] = None,
+    unlabeled: Annotated[
+        Optional[list[Path]],
+        typer.Option(
+            "--unlabeled",
+            help="Transformer: folder of unlabeled (real) audio for domain confusion (repeatable); an `amt synth` folder gives its train split.",
+            show_default=False,
+        ),
+    ] = None,
+    domain_weight: Annotated[
+        Optional[float],
+        typer.Option(min=0.0, help="Transformer: largest gradient-reversal factor of the domain loss. [default: 0.3]"),
+    ] = None,
+    domain_warmup: Annotated[
+        Optional[int],
+        typer.Option(min=0, help="Transformer: steps over which the domain factor rises from 0. [default: 2000]"),
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the run in --out exactly where it stopped.")
+    ] = False,
     noise_rounds: NoiseRoundsOpt = None,
     noise_steps: NoiseStepsOpt = None,
     noise_target: NoiseTargetOpt = None,
@@ -165,7 +241,9 @@ def train(
     if model != "transformer" and (unlabeled or domain_weight is not None or domain_warmup is not None):
         raise BadInput("--unlabeled, --domain-weight and --domain-warmup are for --model transformer")
     if model != "unet-bilstm" and (channels or lstm_hidden):
-        raise BadInput(f"--channels and --lstm-hidden are U-Net options; size --model {model} with --config's [model] table")
+        raise BadInput(
+            f"--channels and --lstm-hidden are U-Net options; size --model {model} with --config's [model] table"
+        )
     if model == "embedding" and (crop_s is not None or pitch_balanced is not None):
         raise BadInput("--crop-s and --pitch-balanced are transcriber options, not for --model embedding")
 
@@ -175,10 +253,28 @@ def train(
     if model == "embedding":
         from ..training.embedding import EmbeddingSpec, EmbeddingTrainConfig
 
-        tc = override(from_dict(EmbeddingTrainConfig, toml.get("train")), steps=steps, batch_size=batch_size, lr=lr, precision=precision, valid_every=val_every, seed=seed)
+        tc = override(
+            from_dict(EmbeddingTrainConfig, toml.get("train")),
+            steps=steps,
+            batch_size=batch_size,
+            lr=lr,
+            precision=precision,
+            valid_every=val_every,
+            seed=seed,
+        )
         spec = EmbeddingSpec(to_dict(mc), fc, tc, data=sources)
     else:
-        tc = override(from_dict(TrainConfig, toml.get("train")), steps=steps, batch_size=batch_size, crop_s=crop_s, lr=lr, pitch_balanced=pitch_balanced, precision=precision, val_every=val_every, seed=seed)
+        tc = override(
+            from_dict(TrainConfig, toml.get("train")),
+            steps=steps,
+            batch_size=batch_size,
+            crop_s=crop_s,
+            lr=lr,
+            pitch_balanced=pitch_balanced,
+            precision=precision,
+            val_every=val_every,
+            seed=seed,
+        )
         if channels:
             try:
                 mc = override(mc, channels=tuple(int(c) for c in channels.split(",")))
@@ -193,11 +289,27 @@ def train(
                 if not d.is_dir():
                     raise BadInput(f"--unlabeled {d}: no such folder")
             dc = override(DomainConfig(), weight=domain_weight, warmup_steps=domain_warmup)
-            spec = Seq2SeqSpec(model, to_dict(mc), fc, tc, decode, data=sources, unlabeled=[str(d.resolve()) for d in unlabeled or []], domain_config=dc)
+            spec = Seq2SeqSpec(
+                model,
+                to_dict(mc),
+                fc,
+                tc,
+                decode,
+                data=sources,
+                unlabeled=[str(d.resolve()) for d in unlabeled or []],
+                domain_config=dc,
+            )
         else:
             from ..training.loop import RunSpec
 
-            nc = noise_config(toml.get("noise"), rounds=noise_rounds, steps=noise_steps, target=noise_target, kind=noise_kind, domain=noise_domain)
+            nc = noise_config(
+                toml.get("noise"),
+                rounds=noise_rounds,
+                steps=noise_steps,
+                target=noise_target,
+                kind=noise_kind,
+                domain=noise_domain,
+            )
             spec = RunSpec(model, to_dict(mc), fc, tc, decode, data=sources, noise=nc)
     if nproc > 1:
         console().print(f"training on {nproc} processes ({'NCCL' if dev.startswith('cuda') else 'gloo'})")

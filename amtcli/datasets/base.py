@@ -143,7 +143,15 @@ def read_jams_notes(path: str | os.PathLike, *, program: int = 25) -> NoteArray:
         if not on:
             continue
         onset = np.asarray(on, np.float64)
-        parts.append(NoteArray(onset, onset + np.asarray(dur, np.float64), np.rint(np.asarray(pitch, np.float64)), np.full(len(on), 80), np.full(len(on), program)))
+        parts.append(
+            NoteArray(
+                onset,
+                onset + np.asarray(dur, np.float64),
+                np.rint(np.asarray(pitch, np.float64)),
+                np.full(len(on), 80),
+                np.full(len(on), program),
+            )
+        )
     return concat_notes(parts)
 
 
@@ -192,6 +200,5 @@ def resolve_root(info: DatasetInfo, root: str | os.PathLike | None) -> Path:
         if path.is_dir():
             return path
     raise DatasetNotFound(
-        f"{info.name}: not found at {' or '.join(map(str, tried))}; pass --root DIR or put the data "
-        f"there. {hint}"
+        f"{info.name}: not found at {' or '.join(map(str, tried))}; pass --root DIR or put the data there. {hint}"
     )

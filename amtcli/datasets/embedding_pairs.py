@@ -94,9 +94,7 @@ def load_item(item: dict, *, feature_config: FeatureConfig) -> PairItem:
         fmin_midi=feature_config.fmin_midi,
         n_keys=feature_config.n_keys,
     )["frame"].astype(np.uint8)
-    return PairItem(
-        id=str(item["id"]), piece=piece_of(item), split=item["split"], features=features, roll=roll
-    )
+    return PairItem(id=str(item["id"]), piece=piece_of(item), split=item["split"], features=features, roll=roll)
 
 
 def load_pair_items(
@@ -223,7 +221,9 @@ def sample_batch(
         if any(abs(start - s) < T for s in taken.get(piece, (idx, []))[1]):
             continue
         k = int(rng.integers(-max_transpose, max_transpose + 1)) if max_transpose else 0
-        f, r = transpose_pair(item.features[start : start + T], item.roll[start : start + T], k, feature_config=feature_config)
+        f, r = transpose_pair(
+            item.features[start : start + T], item.roll[start : start + T], k, feature_config=feature_config
+        )
         if not r.any():
             continue
         sig = np.packbits(r > 0).tobytes()

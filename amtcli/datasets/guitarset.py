@@ -39,8 +39,14 @@ AUDIO_VARIANTS = {
     "hex-pickup_original": ("audio_hex-pickup_original", "_hex"),
     "hex-pickup_debleeded": ("audio_hex-pickup_debleeded", "_hex_cln"),
 }
-ALIASES = {"mic": "mono-mic", "mix": "mono-pickup_mix", "hex": "hex-pickup_original", "hex_cln": "hex-pickup_debleeded",
-           "debleeded": "hex-pickup_debleeded", "original": "hex-pickup_original"}
+ALIASES = {
+    "mic": "mono-mic",
+    "mix": "mono-pickup_mix",
+    "hex": "hex-pickup_original",
+    "hex_cln": "hex-pickup_debleeded",
+    "debleeded": "hex-pickup_debleeded",
+    "original": "hex-pickup_original",
+}
 DEFAULT_VARIANT = "mono-mic"
 
 _TAKE = re.compile(r"_(comp|solo)$")

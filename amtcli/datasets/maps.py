@@ -29,7 +29,17 @@ INFO = DatasetInfo(
 )
 
 TEST_INSTRUMENTS = ("ENSTDkCl", "ENSTDkAm")
-INSTRUMENTS = ("AkPnBcht", "AkPnBsdf", "AkPnCGdD", "AkPnStgb", "ENSTDkAm", "ENSTDkCl", "SptkBGAm", "SptkBGCl", "StbgTGd2")
+INSTRUMENTS = (
+    "AkPnBcht",
+    "AkPnBsdf",
+    "AkPnCGdD",
+    "AkPnStgb",
+    "ENSTDkAm",
+    "ENSTDkCl",
+    "SptkBGAm",
+    "SptkBGCl",
+    "StbgTGd2",
+)
 PREFIX = "MAPS_MUS-"
 
 

@@ -37,14 +37,25 @@ def read_pairs(root: Path, *, split_seed: int = 0, **_) -> ItemList:
             skipped.append((str(audio), "no same-stem MIDI file"))
             continue
         if not beside and len(candidates) > 1:
-            skipped.append((str(audio), f"{len(candidates)} MIDI files named {audio.stem}.* elsewhere; put one beside it"))
+            skipped.append(
+                (str(audio), f"{len(candidates)} MIDI files named {audio.stem}.* elsewhere; put one beside it")
+            )
             continue
         found.append((audio, candidates[0], audio.relative_to(root).with_suffix("").as_posix()))
     if not found:
         raise DatasetNotFound(f"pairs: no audio file with a same-stem MIDI file under {root}. Expected: {INFO.layout}.")
     splits = split_pieces([rel for *_, rel in found], seed=split_seed)
     items = [
-        Item(id=rel, dataset="pairs", piece=rel, split=splits[rel], audio=audio, label=midi, label_kind="midi", sustain=True)
+        Item(
+            id=rel,
+            dataset="pairs",
+            piece=rel,
+            split=splits[rel],
+            audio=audio,
+            label=midi,
+            label_kind="midi",
+            sustain=True,
+        )
         for audio, midi, rel in found
     ]
     return ItemList(items, root=root, skipped=skipped)

@@ -22,7 +22,9 @@ INFO = DatasetInfo(
 def read_synthetic(root: Path, **_) -> ItemList:
     manifest = root / MANIFEST_NAME
     if not manifest.is_file():
-        raise DatasetNotFound(f"synthetic: no {MANIFEST_NAME} in {root}. Expected layout: {INFO.layout}. Make one with {INFO.source}.")
+        raise DatasetNotFound(
+            f"synthetic: no {MANIFEST_NAME} in {root}. Expected layout: {INFO.layout}. Make one with {INFO.source}."
+        )
     rows = read_manifest(root)
     items, skipped = [], []
     if rows.torn:

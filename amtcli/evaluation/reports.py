@@ -149,8 +149,14 @@ def plot_robustness(
             if clean is not None:
                 agg = clean.aggregate()[scope][metric]
                 if agg is not None:
-                    ax.axhline(agg["f1"], color=colors[si], linestyle=":", linewidth=0.8, alpha=0.7,
-                               label=None if xs else f"{label} (clean)")
+                    ax.axhline(
+                        agg["f1"],
+                        color=colors[si],
+                        linestyle=":",
+                        linewidth=0.8,
+                        alpha=0.7,
+                        label=None if xs else f"{label} (clean)",
+                    )
     if all_snrs:
         ax.set_xlim(max(all_snrs) + 2, min(all_snrs) - 2)  # cleaner audio on the left
         ax.set_xticks(all_snrs)

@@ -23,6 +23,7 @@ KS = (1, 5, 25)
 MEASURES = ("R@1", "R@5", "R@25", "MRR", "MR", "TM")
 HIGHER_IS_BETTER = {"R@1": True, "R@5": True, "R@25": True, "MRR": True, "MR": False, "TM": True}
 
+
 def ranks_from_similarity(similarity: np.ndarray) -> np.ndarray:
     """``(n, n)`` similarities (row ``i`` = query ``i``, its match in column ``i``) -> ranks ``(n,)``, 1 = best.
 

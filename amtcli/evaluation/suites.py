@@ -97,7 +97,9 @@ class PredictionFolder:
                 if len(same) == 1:
                     return same[0]
             if len(found) > 1:
-                raise BadInput(f"--predictions {self.folder}: {len(found)} files named {stem}.mid; keep one per recording")
+                raise BadInput(
+                    f"--predictions {self.folder}: {len(found)} files named {stem}.mid; keep one per recording"
+                )
         return None
 
     def match(self, items: Sequence[Item], *, root: Path | None = None) -> dict[str, Path]:
@@ -123,7 +125,9 @@ class ModelSystem:
 
     kind = "model"
 
-    def __init__(self, spec: Any, *, device: str = "auto", decode=None, name: str | None = None, precision: str | None = None):
+    def __init__(
+        self, spec: Any, *, device: str = "auto", decode=None, name: str | None = None, precision: str | None = None
+    ):
         self.spec = spec
         self.device = device
         self.precision = precision
@@ -151,7 +155,14 @@ class ModelSystem:
     def transcribe(self, audio: np.ndarray) -> NoteArray:
         from ..inference.transcribe import transcribe
 
-        return transcribe(audio, model=self.load(), device=self.device, decode=self.decode, sample_rate=self.sample_rate, precision=self.precision)
+        return transcribe(
+            audio,
+            model=self.load(),
+            device=self.device,
+            decode=self.decode,
+            sample_rate=self.sample_rate,
+            precision=self.precision,
+        )
 
 
 def noise_rng(item_id: str, *, seed: int) -> np.random.Generator:

@@ -75,7 +75,9 @@ def decode_frames(
                 continue
             vel = 0.5 if velocity is None else float(np.mean(velocity[t0 : run_end + 1, key]))
             conf = float(np.max(onset[t0 : run_end + 1, key]))
-            rows.append((t0 / frame_rate, end / frame_rate, int(key) + fmin_midi, int(np.clip(round(vel * 127), 1, 127)), conf))
+            rows.append(
+                (t0 / frame_rate, end / frame_rate, int(key) + fmin_midi, int(np.clip(round(vel * 127), 1, 127)), conf)
+            )
     if not rows:
         return NoteArray.empty()
     a = np.array(rows, dtype=np.float64)
@@ -100,7 +102,11 @@ def explain_decoding(
         if model_default is None:
             source = ""
         else:
-            source = "model's" if getattr(model_default, name) == value else f"set (model's: {getattr(model_default, name):g})"
+            source = (
+                "model's"
+                if getattr(model_default, name) == value
+                else f"set (model's: {getattr(model_default, name):g})"
+            )
         if name != "min_note_s" and tokens_model:
             text, source = "not used", "token model"
         elif name == "offset_threshold" and not config.use_offset:

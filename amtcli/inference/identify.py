@@ -90,9 +90,9 @@ def score_snippets(notes, *, model, hop_frames: int) -> tuple[np.ndarray, np.nda
 
     fc, T = model.feature_config, model.config.snippet_frames
     n_frames = max(T, int(np.ceil(notes.end_s * fc.frame_rate)) + 1)
-    roll = notes_to_rolls(
-        notes, n_frames=n_frames, frame_rate=fc.frame_rate, fmin_midi=fc.fmin_midi, n_keys=fc.n_keys
-    )["frame"]
+    roll = notes_to_rolls(notes, n_frames=n_frames, frame_rate=fc.frame_rate, fmin_midi=fc.fmin_midi, n_keys=fc.n_keys)[
+        "frame"
+    ]
     starts = _windows(n_frames, T, hop_frames)
     keep = np.array([roll[s : s + T].any() for s in starts], bool)
     starts = starts[keep]
@@ -161,8 +161,12 @@ def _write_cache(path: Path, entries: dict[str, dict], files: list[str], dim: in
             f,
             meta=np.array(json.dumps(meta)),
             embeddings=np.concatenate(embs).astype(np.float32) if embs else np.zeros((0, dim), np.float32),
-            file_index=np.concatenate([np.full(len(e), i, np.int32) for i, e in enumerate(embs)]) if embs else np.zeros(0, np.int32),
-            start_frame=np.concatenate([entries[rel]["starts"] for rel in files]).astype(np.int32) if embs else np.zeros(0, np.int32),
+            file_index=np.concatenate([np.full(len(e), i, np.int32) for i, e in enumerate(embs)])
+            if embs
+            else np.zeros(0, np.int32),
+            start_frame=np.concatenate([entries[rel]["starts"] for rel in files]).astype(np.int32)
+            if embs
+            else np.zeros(0, np.int32),
         )
     os.replace(tmp, path)
 
@@ -209,7 +213,13 @@ def index_library(
             except BadMidi as exc:
                 reason, snippets, starts = str(exc).split(": ", 1)[-1], None, np.zeros(0, np.int64)
             emb = embed_snippets(model, None, snippets)[1] if reason is None else np.zeros((0, dim), np.float32)
-            entries[rel] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "emb": emb, "starts": starts, "reason": reason}
+            entries[rel] = {
+                "size": st.st_size,
+                "mtime_ns": st.st_mtime_ns,
+                "emb": emb,
+                "starts": starts,
+                "reason": reason,
+            }
             n_embedded += 1
         files.append(rel)
         if progress is not None:

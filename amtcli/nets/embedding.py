@@ -74,7 +74,7 @@ class AudioScoreEmbedding(nn.Module):
         smallest = min(feature_config.n_keys, config.snippet_frames)
         if depth < 1 or smallest < 2**depth:
             raise ConfigMismatch(
-                f"{depth} pooling blocks need snippets of at least {2 ** depth} frames and keys "
+                f"{depth} pooling blocks need snippets of at least {2**depth} frames and keys "
                 f"(got {config.snippet_frames} frames, {feature_config.n_keys} keys)"
             )
         self.audio_encoder = SnippetEncoder(tuple(config.channels), config.embed_dim)

@@ -93,7 +93,14 @@ class DomainDiscriminator(nn.Module):
 
     def __init__(self, d_model: int, hidden: int = 64):
         super().__init__()
-        self.net = nn.Sequential(nn.LayerNorm(d_model), nn.Linear(d_model, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, 1))
+        self.net = nn.Sequential(
+            nn.LayerNorm(d_model),
+            nn.Linear(d_model, hidden),
+            nn.GELU(),
+            nn.Linear(hidden, hidden),
+            nn.GELU(),
+            nn.Linear(hidden, 1),
+        )
 
     def forward(self, memory: torch.Tensor) -> torch.Tensor:
         return self.net(memory).squeeze(-1)
@@ -173,16 +180,29 @@ class TokenTransformer(nn.Module):
         self.floor = math.log(feature_config.log_offset)
         convs, c_in, height = [], 1, feature_config.n_bins
         for width in c.conv_channels:
-            convs += [nn.Conv2d(c_in, width, kernel_size=3, padding=1), nn.GroupNorm(1, width), nn.GELU(), nn.MaxPool2d((2, 1))]
+            convs += [
+                nn.Conv2d(c_in, width, kernel_size=3, padding=1),
+                nn.GroupNorm(1, width),
+                nn.GELU(),
+                nn.MaxPool2d((2, 1)),
+            ]
             c_in, height = width, height // 2
         if height < 1:
-            raise ConfigMismatch(f"{len(c.conv_channels)} front-end poolings leave no frequency bins of {feature_config.n_bins}")
+            raise ConfigMismatch(
+                f"{len(c.conv_channels)} front-end poolings leave no frequency bins of {feature_config.n_bins}"
+            )
         self.front = nn.Sequential(*convs)
         self.project = nn.Linear(c_in * height, c.d_model)
-        layer = nn.TransformerEncoderLayer(c.d_model, c.n_heads, c.ff_dim, c.dropout, activation="gelu", batch_first=True, norm_first=True)
-        self.encoder = nn.TransformerEncoder(layer, c.encoder_layers, norm=nn.LayerNorm(c.d_model), enable_nested_tensor=False)
+        layer = nn.TransformerEncoderLayer(
+            c.d_model, c.n_heads, c.ff_dim, c.dropout, activation="gelu", batch_first=True, norm_first=True
+        )
+        self.encoder = nn.TransformerEncoder(
+            layer, c.encoder_layers, norm=nn.LayerNorm(c.d_model), enable_nested_tensor=False
+        )
         self.embed = nn.Embedding(self.codec.vocab_size, c.d_model)
-        self.layers = nn.ModuleList(_DecoderLayer(c.d_model, c.n_heads, c.ff_dim, c.dropout) for _ in range(c.decoder_layers))
+        self.layers = nn.ModuleList(
+            _DecoderLayer(c.d_model, c.n_heads, c.ff_dim, c.dropout) for _ in range(c.decoder_layers)
+        )
         self.out_norm = nn.LayerNorm(c.d_model)
         self.head = nn.Linear(c.d_model, self.codec.vocab_size)
         self.in_drop = nn.Dropout(c.dropout)
@@ -192,7 +212,9 @@ class TokenTransformer(nn.Module):
     def encode(self, features: torch.Tensor) -> torch.Tensor:
         """Features ``(B, T, n_bins)`` -> memory ``(B, T, d_model)``."""
         if features.shape[-1] != self.feature_config.n_bins:
-            raise ConfigMismatch(f"features have {features.shape[-1]} bins but the model expects {self.feature_config.n_bins}")
+            raise ConfigMismatch(
+                f"features have {features.shape[-1]} bins but the model expects {self.feature_config.n_bins}"
+            )
         b, t, _ = features.shape
         x = ((features - self.floor) * 0.25).transpose(1, 2).unsqueeze(1)  # (B, 1, F, T)
         x = self.front(x)  # (B, C, F', T)

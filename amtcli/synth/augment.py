@@ -180,14 +180,26 @@ def augment_audio(
             records.append({"name": "reverb", "ir": str(irs[ir_index])})
         else:
             ir = synthetic_ir(rt60_s=rt60, drr_db=drr, sample_rate=sample_rate, rng=np.random.default_rng(ir_seed))
-            records.append({"name": "reverb", "ir": "synthetic", "rt60_s": round(rt60, 4), "drr_db": round(drr, 3), "ir_seed": ir_seed})
+            records.append(
+                {
+                    "name": "reverb",
+                    "ir": "synthetic",
+                    "rt60_s": round(rt60, 4),
+                    "drr_db": round(drr, 3),
+                    "ir_seed": ir_seed,
+                }
+            )
         audio = apply_ir(audio, ir)
 
     # EQ
     do = rng.random() < config.eq_p
     n_bands = int(rng.integers(1, 4))
     bands = [
-        (float(np.exp(rng.uniform(np.log(80.0), np.log(0.4 * sample_rate)))), float(rng.uniform(-1, 1) * config.eq_gain_db), float(rng.uniform(0.5, 2.0)))
+        (
+            float(np.exp(rng.uniform(np.log(80.0), np.log(0.4 * sample_rate)))),
+            float(rng.uniform(-1, 1) * config.eq_gain_db),
+            float(rng.uniform(0.5, 2.0)),
+        )
         for _ in range(3)
     ][:n_bands]
     if do:

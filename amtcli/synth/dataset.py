@@ -30,7 +30,15 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from ..config import FeatureConfig, to_dict
-from ..datasets.manifest import DATASET_JSON, FORMAT, FORMAT_VERSION, MANIFEST_NAME, SPLITS, read_manifest, write_manifest
+from ..datasets.manifest import (
+    DATASET_JSON,
+    FORMAT,
+    FORMAT_VERSION,
+    MANIFEST_NAME,
+    SPLITS,
+    read_manifest,
+    write_manifest,
+)
 from ..errors import AmtError, BadInput, BadMidi, OutputExists
 from ..notes import NoteArray, midi_to_notes, notes_to_midi
 from .augment import AugmentConfig
@@ -307,7 +315,9 @@ def _choose_excerpt(notes: NoteArray, excerpt_s: float, rng: np.random.Generator
     return None
 
 
-def plan_items(source: Source, notes: NoteArray, config: SynthConfig, renders: list[int], *, bank=None) -> tuple[list[_Plan], list[str]]:
+def plan_items(
+    source: Source, notes: NoteArray, config: SynthConfig, renders: list[int], *, bank=None
+) -> tuple[list[_Plan], list[str]]:
     """Draw each render's excerpt, instrument and transposition. Returns (plans, problems)."""
     from .augment import draw_transpose
 
@@ -345,7 +355,9 @@ def plan_items(source: Source, notes: NoteArray, config: SynthConfig, renders: l
     return plans, problems
 
 
-def _render_plans(plans: list[_Plan], config: SynthConfig, *, bank=None, max_batch_s: float = 240.0) -> list[np.ndarray]:
+def _render_plans(
+    plans: list[_Plan], config: SynthConfig, *, bank=None, max_batch_s: float = 240.0
+) -> list[np.ndarray]:
     """Audio for each plan (FluidSynth renders are batched per soundfont, one process per batch)."""
     out: list[np.ndarray | None] = [None] * len(plans)
     if config.renderer == "oneshot":
@@ -353,8 +365,12 @@ def _render_plans(plans: list[_Plan], config: SynthConfig, *, bank=None, max_bat
 
         for i, p in enumerate(plans):
             out[i] = render_oneshot(
-                p.notes, bank=bank, timbres=p.extra["timbres"], alpha=p.extra["alpha"],
-                duration_s=p.duration_s, sample_rate=config.sample_rate,
+                p.notes,
+                bank=bank,
+                timbres=p.extra["timbres"],
+                alpha=p.extra["alpha"],
+                duration_s=p.duration_s,
+                sample_rate=config.sample_rate,
             )
         return out  # type: ignore[return-value]
     from .soundfont import render_batch
@@ -427,7 +443,9 @@ def render_items(sources: list[tuple[Source, list[int]]], out_dir: Path, config:
     audios = _render_plans(plans, config, bank=bank)
     records = []
     for plan, audio in zip(plans, audios):
-        audio, steps = augment_audio(audio, sample_rate=config.sample_rate, config=config.augment, rng=plan.rng, irs=irs)
+        audio, steps = augment_audio(
+            audio, sample_rate=config.sample_rate, config=config.augment, rng=plan.rng, irs=irs
+        )
         if plan.transpose:
             steps.insert(0, {"name": "transpose", "semitones": plan.transpose})
         audio_rel = f"audio/{plan.id}.{config.audio_format}"
@@ -627,7 +645,9 @@ def build_dataset(
         else:
             import multiprocessing as mp
 
-            with mp.get_context("fork").Pool(workers, initializer=_worker_init, initargs=(config.features, os.getpid())) as pool:
+            with mp.get_context("fork").Pool(
+                workers, initializer=_worker_init, initargs=(config.features, os.getpid())
+            ) as pool:
                 for result in pool.imap_unordered(_work, chunks()):
                     consume(result)
                     if cap_s is not None and summary.seconds_total >= cap_s:

@@ -34,15 +34,45 @@ RELEASE_S = 0.08  # fade-out after note off
 
 # Playable range (MIDI pitches) per GM family (program // 8), with a few instruments narrower.
 _FAMILY_RANGE = {
-    0: (21, 108), 1: (48, 96), 2: (36, 96), 3: (40, 88), 4: (28, 67), 5: (36, 96), 6: (36, 96),
-    7: (40, 84), 8: (40, 88), 9: (60, 96), 10: (36, 96), 11: (36, 96), 12: (36, 96), 13: (48, 84),
+    0: (21, 108),
+    1: (48, 96),
+    2: (36, 96),
+    3: (40, 88),
+    4: (28, 67),
+    5: (36, 96),
+    6: (36, 96),
+    7: (40, 84),
+    8: (40, 88),
+    9: (60, 96),
+    10: (36, 96),
+    11: (36, 96),
+    12: (36, 96),
+    13: (48, 84),
     14: (36, 84),
 }
 _PROGRAM_RANGE = {
-    8: (60, 108), 9: (60, 108), 40: (55, 103), 41: (48, 91), 42: (36, 76), 43: (28, 67),
-    46: (24, 103), 47: (36, 60), 56: (52, 84), 57: (40, 72), 58: (28, 58), 60: (34, 77),
-    64: (56, 88), 65: (49, 81), 66: (44, 76), 67: (36, 69), 68: (58, 91), 69: (52, 81),
-    70: (34, 75), 71: (50, 91), 72: (74, 108), 73: (60, 96),
+    8: (60, 108),
+    9: (60, 108),
+    40: (55, 103),
+    41: (48, 91),
+    42: (36, 76),
+    43: (28, 67),
+    46: (24, 103),
+    47: (36, 60),
+    56: (52, 84),
+    57: (40, 72),
+    58: (28, 58),
+    60: (34, 77),
+    64: (56, 88),
+    65: (49, 81),
+    66: (44, 76),
+    67: (36, 69),
+    68: (58, 91),
+    69: (52, 81),
+    70: (34, 75),
+    71: (50, 91),
+    72: (74, 108),
+    73: (60, 96),
 }
 DEFAULT_PROGRAMS = tuple(range(112))  # 112-127 are percussion and sound effects
 
@@ -131,7 +161,11 @@ def _load_built(root: Path, sample_rate: int) -> OneShotBank:
         if not (root / t["file"]).exists():
             raise BadInput(f"{root / t['file']}: missing from the bank")
         timbres[t["name"]] = Timbre(
-            t["name"], notes[:, 0], notes[:, 1], int(t.get("program", 0)), file=t["file"],
+            t["name"],
+            notes[:, 0],
+            notes[:, 1],
+            int(t.get("program", 0)),
+            file=t["file"],
             lengths=np.asarray(t["lengths"], dtype=np.int64),
         )
     return OneShotBank(root, sample_rate, timbres)
@@ -168,7 +202,10 @@ def _load_user(root: Path, sample_rate: int) -> OneShotBank:
     timbres = {}
     for name, items in groups.items():
         timbres[name] = Timbre(
-            name, np.array([p for p, _, _ in items]), np.array([v for _, v, _ in items]), 0,
+            name,
+            np.array([p for p, _, _ in items]),
+            np.array([v for _, v, _ in items]),
+            0,
             data=np.concatenate([a for _, _, a in items]).astype(np.float16),
             lengths=np.array([len(a) for _, _, a in items], dtype=np.int64),
         )
@@ -205,8 +242,14 @@ def build_bank(
     lead_s = 64 / sample_rate / passes / 2
     lead = int(round(lead_s * sample_rate))
     n_len = int(round(duration_s * sample_rate))
-    meta = {"format": BANK_FORMAT, "format_version": BANK_VERSION, "sample_rate": sample_rate, "duration_s": duration_s,
-            "release_s": RELEASE_S, "timbres": []}
+    meta = {
+        "format": BANK_FORMAT,
+        "format_version": BANK_VERSION,
+        "sample_rate": sample_rate,
+        "duration_s": duration_s,
+        "release_s": RELEASE_S,
+        "timbres": [],
+    }
     (out / "samples").mkdir(parents=True, exist_ok=True)
     total = len(sfs) * len(programs)
     done = 0
@@ -241,9 +284,17 @@ def build_bank(
             with open(tmp, "wb") as f:
                 np.save(f, flat)
             os.replace(tmp, out / file)
-            meta["timbres"].append({"name": name, "soundfont": str(sf), "program": prog, "file": file,
-                                    "gain": gain, "notes": [[p, v] for p, v in notes],
-                                    "lengths": [int(x) for x in lengths]})
+            meta["timbres"].append(
+                {
+                    "name": name,
+                    "soundfont": str(sf),
+                    "program": prog,
+                    "file": file,
+                    "gain": gain,
+                    "notes": [[p, v] for p, v in notes],
+                    "lengths": [int(x) for x in lengths],
+                }
+            )
             done += 1
             if on_progress:
                 on_progress(done, total, name)

@@ -36,24 +36,95 @@ INSTALL_HINT = "install it with: sudo apt-get install --no-install-recommends fl
 
 # Friendly names -> General MIDI program numbers (0-based). Full GM names work too ("Acoustic Grand Piano").
 GM_NAMES = {
-    "piano": 0, "grand_piano": 0, "bright_piano": 1, "electric_grand": 2, "honky_tonk": 3,
-    "electric_piano": 4, "rhodes": 4, "harpsichord": 6, "clavinet": 7, "celesta": 8,
-    "glockenspiel": 9, "music_box": 10, "vibraphone": 11, "marimba": 12, "xylophone": 13,
-    "organ": 16, "drawbar_organ": 16, "rock_organ": 18, "church_organ": 19, "accordion": 21,
-    "harmonica": 22, "guitar": 24, "nylon_guitar": 24, "acoustic_guitar": 25, "steel_guitar": 25,
-    "jazz_guitar": 26, "electric_guitar": 27, "clean_guitar": 27, "muted_guitar": 28,
-    "overdriven_guitar": 29, "distortion_guitar": 30, "bass": 32, "acoustic_bass": 32,
-    "electric_bass": 33, "finger_bass": 33, "pick_bass": 34, "fretless_bass": 35, "slap_bass": 36,
-    "synth_bass": 38, "violin": 40, "viola": 41, "cello": 42, "contrabass": 43, "pizzicato": 45,
-    "harp": 46, "timpani": 47, "strings": 48, "string_ensemble": 48, "slow_strings": 49,
-    "synth_strings": 50, "choir": 52, "voice": 53, "trumpet": 56, "trombone": 57, "tuba": 58,
-    "muted_trumpet": 59, "horn": 60, "french_horn": 60, "brass": 61, "synth_brass": 62,
-    "soprano_sax": 64, "alto_sax": 65, "sax": 65, "saxophone": 65, "tenor_sax": 66,
-    "baritone_sax": 67, "oboe": 68, "english_horn": 69, "bassoon": 70, "clarinet": 71,
-    "piccolo": 72, "flute": 73, "recorder": 74, "pan_flute": 75, "ocarina": 79,
-    "square_lead": 80, "saw_lead": 81, "lead": 81, "synth_lead": 81, "pad": 88, "warm_pad": 89,
-    "sitar": 104, "banjo": 105, "shamisen": 106, "koto": 107, "kalimba": 108, "bagpipe": 109,
-    "fiddle": 110, "steel_drums": 114,
+    "piano": 0,
+    "grand_piano": 0,
+    "bright_piano": 1,
+    "electric_grand": 2,
+    "honky_tonk": 3,
+    "electric_piano": 4,
+    "rhodes": 4,
+    "harpsichord": 6,
+    "clavinet": 7,
+    "celesta": 8,
+    "glockenspiel": 9,
+    "music_box": 10,
+    "vibraphone": 11,
+    "marimba": 12,
+    "xylophone": 13,
+    "organ": 16,
+    "drawbar_organ": 16,
+    "rock_organ": 18,
+    "church_organ": 19,
+    "accordion": 21,
+    "harmonica": 22,
+    "guitar": 24,
+    "nylon_guitar": 24,
+    "acoustic_guitar": 25,
+    "steel_guitar": 25,
+    "jazz_guitar": 26,
+    "electric_guitar": 27,
+    "clean_guitar": 27,
+    "muted_guitar": 28,
+    "overdriven_guitar": 29,
+    "distortion_guitar": 30,
+    "bass": 32,
+    "acoustic_bass": 32,
+    "electric_bass": 33,
+    "finger_bass": 33,
+    "pick_bass": 34,
+    "fretless_bass": 35,
+    "slap_bass": 36,
+    "synth_bass": 38,
+    "violin": 40,
+    "viola": 41,
+    "cello": 42,
+    "contrabass": 43,
+    "pizzicato": 45,
+    "harp": 46,
+    "timpani": 47,
+    "strings": 48,
+    "string_ensemble": 48,
+    "slow_strings": 49,
+    "synth_strings": 50,
+    "choir": 52,
+    "voice": 53,
+    "trumpet": 56,
+    "trombone": 57,
+    "tuba": 58,
+    "muted_trumpet": 59,
+    "horn": 60,
+    "french_horn": 60,
+    "brass": 61,
+    "synth_brass": 62,
+    "soprano_sax": 64,
+    "alto_sax": 65,
+    "sax": 65,
+    "saxophone": 65,
+    "tenor_sax": 66,
+    "baritone_sax": 67,
+    "oboe": 68,
+    "english_horn": 69,
+    "bassoon": 70,
+    "clarinet": 71,
+    "piccolo": 72,
+    "flute": 73,
+    "recorder": 74,
+    "pan_flute": 75,
+    "ocarina": 79,
+    "square_lead": 80,
+    "saw_lead": 81,
+    "lead": 81,
+    "synth_lead": 81,
+    "pad": 88,
+    "warm_pad": 89,
+    "sitar": 104,
+    "banjo": 105,
+    "shamisen": 106,
+    "koto": 107,
+    "kalimba": 108,
+    "bagpipe": 109,
+    "fiddle": 110,
+    "steel_drums": 114,
 }
 
 
@@ -83,7 +154,9 @@ def parse_programs(spec: str | list | tuple | None) -> tuple[int, ...] | None:
             out.append(pretty_midi.instrument_name_to_program(item.replace("_", " ").title()))
         except ValueError:
             names = ", ".join(sorted(set(list(GM_NAMES)[:40])))
-            raise BadInput(f"unknown instrument {item!r} (use a GM number 0-127 or a name such as {names}, ...)") from None
+            raise BadInput(
+                f"unknown instrument {item!r} (use a GM number 0-127 or a name such as {names}, ...)"
+            ) from None
     return tuple(out)
 
 
@@ -103,7 +176,9 @@ def default_soundfont() -> Path:
     p = pretty_midi_soundfont()
     if p.is_file():
         return p
-    raise SoundfontNotFound(f"no soundfont found (looked for FluidR3_GM.sf2 and pretty_midi's TimGM6mb.sf2); {INSTALL_HINT}")
+    raise SoundfontNotFound(
+        f"no soundfont found (looked for FluidR3_GM.sf2 and pretty_midi's TimGM6mb.sf2); {INSTALL_HINT}"
+    )
 
 
 def resolve_soundfont(path: str | os.PathLike | None) -> Path:
@@ -165,7 +240,9 @@ def _write_segments_midi(segments: list[tuple[NoteArray, float, float, dict[int,
             on_t = np.rint((start_s + notes.onset_s) * tps).astype(np.int64)
             off_t = np.maximum(np.rint((start_s + notes.offset_s) * tps).astype(np.int64), on_t + 1)
             vel = np.clip(notes.velocity, 1, 127)
-            for a, b, p, v, ch in zip(on_t.tolist(), off_t.tolist(), notes.pitch.tolist(), vel.tolist(), ch_of.tolist()):
+            for a, b, p, v, ch in zip(
+                on_t.tolist(), off_t.tolist(), notes.pitch.tolist(), vel.tolist(), ch_of.tolist()
+            ):
                 ticks.append(a), order.append(2), data.append(bytes((0x90 | ch, p, v)))
                 ticks.append(b), order.append(1), data.append(bytes((0x80 | ch, p, 0)))
         t1 = int(round(stop_s * tps))
@@ -243,7 +320,13 @@ def render_batch(
             if shift_s < 0:
                 shift_s += block_s
             seg = notes[sel]
-            seg = NoteArray(seg.onset_s + shift_s, np.minimum(seg.offset_s, duration_s) + shift_s, seg.pitch, seg.velocity, seg.program)
+            seg = NoteArray(
+                seg.onset_s + shift_s,
+                np.minimum(seg.offset_s, duration_s) + shift_s,
+                seg.pitch,
+                seg.velocity,
+                seg.program,
+            )
             stop_s = shift_s + late_s + duration_s + 2 * block_s
             segments.append((seg, cursor, cursor + stop_s, channels))
             cuts.append((i, cursor + shift_s + late_s))
@@ -255,15 +338,40 @@ def render_batch(
         raw = Path(tmp) / "render.raw"
         _write_segments_midi(segments, mid)
         cmd = [
-            exe, "-ni", "-q", "-F", str(raw), "-T", "raw", "-O", "float", "-E", "little",
-            "-r", str(sample_rate), "-g", f"{gain:g}", "-R", "0", "-C", "0",
-            "-o", f"synth.polyphony={polyphony}", "-o", "synth.dynamic-sample-loading=1",
-            "-o", "synth.cpu-cores=1", str(sf_path), str(mid),
+            exe,
+            "-ni",
+            "-q",
+            "-F",
+            str(raw),
+            "-T",
+            "raw",
+            "-O",
+            "float",
+            "-E",
+            "little",
+            "-r",
+            str(sample_rate),
+            "-g",
+            f"{gain:g}",
+            "-R",
+            "0",
+            "-C",
+            "0",
+            "-o",
+            f"synth.polyphony={polyphony}",
+            "-o",
+            "synth.dynamic-sample-loading=1",
+            "-o",
+            "synth.cpu-cores=1",
+            str(sf_path),
+            str(mid),
         ]
         proc = subprocess.run(dying_with_parent(cmd), capture_output=True, text=True)  # no orphan after kill -9
         if proc.returncode != 0 or not raw.exists():
             msg = (proc.stderr or proc.stdout or "").strip().splitlines()
-            raise MissingDependency(f"fluidsynth failed on {sf_path.name}: {msg[-1] if msg else f'exit {proc.returncode}'}")
+            raise MissingDependency(
+                f"fluidsynth failed on {sf_path.name}: {msg[-1] if msg else f'exit {proc.returncode}'}"
+            )
         stereo = np.fromfile(raw, dtype="<f4")
     mono = stereo[: len(stereo) // 2 * 2].reshape(-1, 2).mean(axis=1)
     del stereo
@@ -323,7 +431,12 @@ def render_midi(
     if program is not None:
         notes = NoteArray(notes.onset_s, notes.offset_s, notes.pitch, notes.velocity, np.full(len(notes), program))
     return render_notes(
-        notes, soundfont=soundfont, sample_rate=sample_rate, duration_s=duration_s, gain=gain, timing_passes=timing_passes
+        notes,
+        soundfont=soundfont,
+        sample_rate=sample_rate,
+        duration_s=duration_s,
+        gain=gain,
+        timing_passes=timing_passes,
     )
 
 

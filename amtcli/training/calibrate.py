@@ -52,7 +52,9 @@ def debias_pitch_balanced(model, train_examples) -> dict[str, np.ndarray]:
     return offsets
 
 
-def calibrate_decoding(model, examples, *, device: str = "cpu", base: DecodeConfig = DecodeConfig()) -> tuple[DecodeConfig, dict]:
+def calibrate_decoding(
+    model, examples, *, device: str = "cpu", base: DecodeConfig = DecodeConfig()
+) -> tuple[DecodeConfig, dict]:
     """Grid-search onset and frame thresholds on ``examples``; returns (best config, report)."""
     fc = model.feature_config
     posts = [posteriors_from_features(model, np.asarray(ex.features), device=device) for ex in examples]
@@ -60,11 +62,25 @@ def calibrate_decoding(model, examples, *, device: str = "cpu", base: DecodeConf
     best, best_key, table = base, (-1.0, -1.0), []
     for on_t, fr_t in itertools.product(ONSET_GRID, FRAME_GRID):
         cfg = replace(base, onset_threshold=on_t, frame_threshold=fr_t)
-        ests = [decode_frames(p["onset"], p["frame"], offset=p["offset"], velocity=p["velocity"], frame_rate=fc.frame_rate, config=cfg, fmin_midi=fc.fmin_midi) for p in posts]
+        ests = [
+            decode_frames(
+                p["onset"],
+                p["frame"],
+                offset=p["offset"],
+                velocity=p["velocity"],
+                frame_rate=fc.frame_rate,
+                config=cfg,
+                fmin_midi=fc.fmin_midi,
+            )
+            for p in posts
+        ]
         sc = note_scores(refs, ests)
         f_on, f_off = sc["note_f1"], sc["note_offset_f1"]
         table.append({"onset_threshold": on_t, "frame_threshold": fr_t, "note_f1": f_on, "note_offset_f1": f_off})
         key = (f_on + f_off, f_on)
         if key > best_key:
             best, best_key = cfg, key
-    return best, {"grid": table, "chosen": {"onset_threshold": best.onset_threshold, "frame_threshold": best.frame_threshold}}
+    return best, {
+        "grid": table,
+        "chosen": {"onset_threshold": best.onset_threshold, "frame_threshold": best.frame_threshold},
+    }

@@ -100,7 +100,9 @@ def check_state(state: dict[str, Any], *, where: Path, modules: tuple[str, ...] 
         raise BadInput(f"{where}: damaged training checkpoint (step {state['step']!r})")
 
 
-def load_module_state(module: torch.nn.Module, state: dict[str, torch.Tensor], *, where: Path, part: str = "model") -> None:
+def load_module_state(
+    module: torch.nn.Module, state: dict[str, torch.Tensor], *, where: Path, part: str = "model"
+) -> None:
     """``load_state_dict(strict=True)`` after checking names and shapes, with one line naming the file."""
     own = module.state_dict()
     missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
@@ -137,7 +139,11 @@ def remove_stale_temporaries(checkpoint_dir: Path) -> list[Path]:
 
 
 def _step_files(checkpoint_dir: Path) -> list[Path]:
-    return sorted(p for p in checkpoint_dir.glob("step-*.pt") if _STEP_RE.search(p.name)) if checkpoint_dir.is_dir() else []
+    return (
+        sorted(p for p in checkpoint_dir.glob("step-*.pt") if _STEP_RE.search(p.name))
+        if checkpoint_dir.is_dir()
+        else []
+    )
 
 
 def holds_run(out: Path) -> bool:
@@ -184,7 +190,9 @@ def trim_metrics(path: Path, *, step: int) -> None:
         for raw in f:
             try:
                 record = json.loads(raw)
-                ok = raw.endswith(b"\n") and not (isinstance(record, dict) and isinstance(record.get("step"), int) and record["step"] > step)
+                ok = raw.endswith(b"\n") and not (
+                    isinstance(record, dict) and isinstance(record.get("step"), int) and record["step"] > step
+                )
             except (json.JSONDecodeError, UnicodeDecodeError):
                 ok = False
             if ok:

@@ -91,7 +91,15 @@ def _entries(sources: Iterable[str | os.PathLike], split: str) -> list[_Entry]:
                 )
         else:
             for item in load_dataset(name, root=root, split=split):
-                out.append(_Entry((os.fspath(source), item.id), f"{name}/{item.id}", item.audio, None, lambda item=item: item.load_notes().pitched()))
+                out.append(
+                    _Entry(
+                        (os.fspath(source), item.id),
+                        f"{name}/{item.id}",
+                        item.audio,
+                        None,
+                        lambda item=item: item.load_notes().pitched(),
+                    )
+                )
     out.sort(key=lambda e: e.key)
     return out
 
@@ -206,7 +214,10 @@ def sample_batch(
     fr = feature_config.frame_rate
     floor = np.float32(np.log(feature_config.log_offset))
     x = np.full((batch_size, crop_frames, feature_config.n_bins), floor, dtype=np.float32)
-    y = {k: np.zeros((batch_size, crop_frames, feature_config.n_keys), np.float32) for k in ("onset", "frame", "offset", "velocity")}
+    y = {
+        k: np.zeros((batch_size, crop_frames, feature_config.n_keys), np.float32)
+        for k in ("onset", "frame", "offset", "velocity")
+    }
     crops = []
     for b, idx in enumerate(picks):
         ex = examples[idx]
@@ -219,7 +230,9 @@ def sample_batch(
         n = ex.notes
         keep = (n.offset_s > t0) & (n.onset_s < t0 + crop_frames / fr)
         sub = n[keep].shifted(seconds=-t0)
-        rolls = notes_to_rolls(sub, n_frames=crop_frames, frame_rate=fr, fmin_midi=feature_config.fmin_midi, n_keys=feature_config.n_keys)
+        rolls = notes_to_rolls(
+            sub, n_frames=crop_frames, frame_rate=fr, fmin_midi=feature_config.fmin_midi, n_keys=feature_config.n_keys
+        )
         # a note that began before the crop has no onset inside it: notes_to_rolls already skips
         # negative onset frames, so only its sustain is labelled.
         for k in y:

@@ -216,7 +216,9 @@ def average_gradients(params, *scalars: float) -> list[float]:
         return list(scalars)
     grads = [p.grad for p in params if p.grad is not None]
     device = grads[0].device if grads else torch.device("cpu")
-    flat = torch.cat([g.reshape(-1).float() for g in grads] + [torch.tensor(scalars, dtype=torch.float32, device=device)])
+    flat = torch.cat(
+        [g.reshape(-1).float() for g in grads] + [torch.tensor(scalars, dtype=torch.float32, device=device)]
+    )
     dist.all_reduce(flat)
     flat /= ctx.world_size
     offset = 0

@@ -103,7 +103,9 @@ def model_from_checkpoint(path: str | os.PathLike):
     spec = checkpoint_config(ckpt, where=where)
     if spec.get("architecture") != "embedding":
         raise ConfigMismatch(f"{path}: not an embedding checkpoint (architecture {spec.get('architecture')!r})")
-    model = build_model("embedding", from_dict(EmbeddingConfig, spec["model_config"]), from_dict(FeatureConfig, spec["feature_config"]))
+    model = build_model(
+        "embedding", from_dict(EmbeddingConfig, spec["model_config"]), from_dict(FeatureConfig, spec["feature_config"])
+    )
     load_module_state(model, ckpt.get("model") or {}, where=where)
     return model.eval()
 
@@ -130,8 +132,14 @@ class EmbeddingTask(Task):
     def schedule(self) -> Schedule:
         c = self.spec.train_config
         return Schedule(
-            steps=c.steps, seed=c.seed, precision=c.precision, threads=c.threads, val_every=c.valid_every,
-            checkpoint_every=c.checkpoint_every, keep_checkpoints=c.keep_checkpoints, log_every=c.log_every,
+            steps=c.steps,
+            seed=c.seed,
+            precision=c.precision,
+            threads=c.threads,
+            val_every=c.valid_every,
+            checkpoint_every=c.checkpoint_every,
+            keep_checkpoints=c.keep_checkpoints,
+            log_every=c.log_every,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -171,10 +179,16 @@ class EmbeddingTask(Task):
         def on_progress(done: int, total: int) -> None:
             solver.emit("load", {"done": done, "total": total})
 
-        self.train = load_pair_items(spec.data, feature_config=spec.feature_config, splits=(TRAIN_SPLIT,), progress=on_progress)
+        self.train = load_pair_items(
+            spec.data, feature_config=spec.feature_config, splits=(TRAIN_SPLIT,), progress=on_progress
+        )
         if not self.train:
             raise DatasetNotFound(f"{', '.join(spec.data)}: no items of split 'train'")
-        self.val = load_pair_items(spec.data, feature_config=spec.feature_config, splits=(VALID_SPLIT,)) if solver.ctx.is_main else []
+        self.val = (
+            load_pair_items(spec.data, feature_config=spec.feature_config, splits=(VALID_SPLIT,))
+            if solver.ctx.is_main
+            else []
+        )
         self.counts = {
             "n_train_items": len(self.train),
             "n_train_pieces": len({it.piece for it in self.train}),
@@ -223,7 +237,13 @@ class EmbeddingTask(Task):
         from ..nets.embedding import embed_snippets
 
         cfg, model = self.spec.train_config, self.modules["model"]
-        audio, score, _ = retrieval_snippets(self.val, n=cfg.valid_snippets, snippet_frames=self.mcfg.snippet_frames, seed=cfg.seed, min_active=cfg.min_active)
+        audio, score, _ = retrieval_snippets(
+            self.val,
+            n=cfg.valid_snippets,
+            snippet_frames=self.mcfg.snippet_frames,
+            seed=cfg.seed,
+            min_active=cfg.min_active,
+        )
         a, s = embed_snippets(model, audio, score)
         model.train()
         return retrieval_metrics(ranks_from_similarity(a @ s.T), ks=(1, 5))
@@ -285,5 +305,7 @@ def describe_run(run_dir: str | os.PathLike) -> dict[str, Any]:
 
     ckpt = load_checkpoint(run_dir)
     config = checkpoint_config(ckpt, where=Path(run_dir))
-    run_config = json.loads((Path(run_dir) / "config.json").read_text()) if (Path(run_dir) / "config.json").is_file() else {}
+    run_config = (
+        json.loads((Path(run_dir) / "config.json").read_text()) if (Path(run_dir) / "config.json").is_file() else {}
+    )
     return {**run_config, **config, "step": int(ckpt["step"]), "wall_time_s": float(ckpt.get("wall_time_s", 0.0))}

@@ -52,7 +52,9 @@ def load_start(source: str, *, like: str = "synthetic") -> StartPoint:
     if source == SCRATCH:
         cfg = read_release_config(resolve(like))
         _check_finetunable(cfg.architecture, like)
-        return StartPoint(f"{SCRATCH} ({like})", cfg.architecture, cfg.model_config, cfg.feature_config, cfg.decode_config, None)
+        return StartPoint(
+            f"{SCRATCH} ({like})", cfg.architecture, cfg.model_config, cfg.feature_config, cfg.decode_config, None
+        )
     folder = resolve(source)  # verified once (sha256), then loaded
     _check_finetunable(read_release_config(folder).architecture, source)
     model, cfg = load_release(folder, device="cpu")
@@ -62,7 +64,9 @@ def load_start(source: str, *, like: str = "synthetic") -> StartPoint:
 
 def _check_finetunable(architecture: str, name: str) -> None:
     if architecture not in FINETUNABLE:
-        raise BadInput(f"{name}: amt finetune trains frame-level transcribers ({', '.join(FINETUNABLE)}), not {architecture}")
+        raise BadInput(
+            f"{name}: amt finetune trains frame-level transcribers ({', '.join(FINETUNABLE)}), not {architecture}"
+        )
 
 
 def start_model(start: StartPoint, *, seed: int):
@@ -99,12 +103,21 @@ def summarize(run) -> dict[str, float | None]:
     }
 
 
-def compare_on(items, systems: Sequence[tuple[str, Any]], *, device: str = "cpu", root: Path | None = None, on_step: Callable[[str], None] | None = None) -> dict[str, dict[str, float | None]]:
+def compare_on(
+    items,
+    systems: Sequence[tuple[str, Any]],
+    *,
+    device: str = "cpu",
+    root: Path | None = None,
+    on_step: Callable[[str], None] | None = None,
+) -> dict[str, dict[str, float | None]]:
     """Score each ``(name, model)`` (a loaded ``(model, ReleaseConfig)`` or a model spec) on ``items``
     with :func:`amtcli.evaluation.suites.run_evaluation`; ``{name: summary}`` in order."""
     from ..evaluation.suites import ModelSystem, run_evaluation
 
-    runs = run_evaluation(items, [ModelSystem(m, name=n, device=device) for n, m in systems], root=root, on_step=on_step)
+    runs = run_evaluation(
+        items, [ModelSystem(m, name=n, device=device) for n, m in systems], root=root, on_step=on_step
+    )
     return {r.system: summarize(r) for r in runs}
 
 
@@ -190,20 +203,47 @@ def run_finetune(
     groups = freeze_groups(start.architecture)
     for group in freeze:
         if group not in groups:
-            raise BadInput(f"--freeze {group}: not a part of {start.architecture} that can be frozen (choose from {', '.join(groups) or 'none'})")
+            raise BadInput(
+                f"--freeze {group}: not a part of {start.architecture} that can be frozen (choose from {', '.join(groups) or 'none'})"
+            )
     emit("info", {"message": f"{target} ({everything.root}): {have}; starting from {start.source}"})
 
     tc = TrainConfig(
-        steps=steps, batch_size=batch_size, crop_s=crop_s, lr=lr, lr_min=min(TrainConfig.lr_min, lr / 10),
-        warmup_steps=max(1, min(200, steps // 20)), val_every=val_every, checkpoint_every=val_every,
-        pitch_balanced=pitch_balanced, precision=precision, seed=seed,
+        steps=steps,
+        batch_size=batch_size,
+        crop_s=crop_s,
+        lr=lr,
+        lr_min=min(TrainConfig.lr_min, lr / 10),
+        warmup_steps=max(1, min(200, steps // 20)),
+        val_every=val_every,
+        checkpoint_every=val_every,
+        pitch_balanced=pitch_balanced,
+        precision=precision,
+        seed=seed,
     )
     spec = RunSpec(
-        start.architecture, dict(start.model_config), start.feature_config, tc, start.decode_config,
-        data=[dataset_source(target, everything.root)], init_from=start.source, noise=noise or NoiseConfig(),
-        freeze=tuple(freeze), patience=patience,
+        start.architecture,
+        dict(start.model_config),
+        start.feature_config,
+        tc,
+        start.decode_config,
+        data=[dataset_source(target, everything.root)],
+        init_from=start.source,
+        noise=noise or NoiseConfig(),
+        freeze=tuple(freeze),
+        patience=patience,
     )
-    _, is_main = run_training(spec, out=out, resume=resume, device=device, nproc=nproc, initial_state=start.state, cache=cache, validate_first=True, progress=progress)
+    _, is_main = run_training(
+        spec,
+        out=out,
+        resume=resume,
+        device=device,
+        nproc=nproc,
+        initial_state=start.state,
+        cache=cache,
+        validate_first=True,
+        progress=progress,
+    )
     if not is_main:
         return None
     exported = export_run(out, release, checkpoint="best", name=release.name, overwrite=overwrite)
@@ -216,12 +256,22 @@ def run_finetune(
     tuned_name = f"fine-tuned: {out.name}"
     emit("scoring", {"total": 2 * len(items)})
     results = compare_on(
-        items, [(zero_name, start_model(start, seed=seed)), (tuned_name, str(release))], device=device, root=everything.root,
+        items,
+        [(zero_name, start_model(start, seed=seed)), (tuned_name, str(release))],
+        device=device,
+        root=everything.root,
         on_step=lambda message: emit("scored", {"message": message}),
     )
     report = {
-        "from": start.source, "to": target, "root": str(everything.root), "split_counts": counts, "test_items": len(items),
-        "release": str(release), "best_step": exported.step, "zero_shot": results[zero_name], "fine_tuned": results[tuned_name],
+        "from": start.source,
+        "to": target,
+        "root": str(everything.root),
+        "split_counts": counts,
+        "test_items": len(items),
+        "release": str(release),
+        "best_step": exported.step,
+        "zero_shot": results[zero_name],
+        "fine_tuned": results[tuned_name],
     }
     (out / "finetune.json").write_text(json.dumps(report, indent=2) + "\n")
     title = f"{target} · test · {len(items)} recording(s): {start.source} -> {out.name}"
@@ -295,7 +345,9 @@ def plot_curves(path: str | os.PathLike, run_dirs: Sequence[str | os.PathLike], 
         ax.plot(c.steps, c.note_offset_f1, "--", color=colour, alpha=0.6, label=f"{c.label}: note+offset F1")
         for step, snr in c.rounds:
             ax.axvline(step, color=colour, linestyle=":", alpha=0.7)
-            ax.annotate(f"{snr:.0f} dB", (step, 1.0), xytext=(2, -10), textcoords="offset points", fontsize=7, color=colour)
+            ax.annotate(
+                f"{snr:.0f} dB", (step, 1.0), xytext=(2, -10), textcoords="offset points", fontsize=7, color=colour
+            )
         if c.early_stop is not None:
             ax.axvline(c.early_stop, color=colour, linestyle="-.", alpha=0.5)
     ax.set_xlabel("step")

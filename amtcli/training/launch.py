@@ -50,17 +50,43 @@ def train(
     from .solver import Solver
 
     task = task_for(spec, initial_state=initial_state, cache=cache)
-    solver = Solver(task, out_dir=out_dir, resume=resume, device=device, on_event=on_event, validate_first=validate_first, overwrite=overwrite)
+    solver = Solver(
+        task,
+        out_dir=out_dir,
+        resume=resume,
+        device=device,
+        on_event=on_event,
+        validate_first=validate_first,
+        overwrite=overwrite,
+    )
     return solver.run()
 
 
-def _worker(spec, out: Path, resume: bool, device: str, initial_state, cache: bool, validate_first: bool, progress: Progress | None):
+def _worker(
+    spec,
+    out: Path,
+    resume: bool,
+    device: str,
+    initial_state,
+    cache: bool,
+    validate_first: bool,
+    progress: Progress | None,
+):
     """One process's training; rank 0 shows the progress."""
     ctx = ddp.context()
     dev = ddp.rank_device(device, ctx.local_rank)
 
     def run(on_event: Callback | None = None) -> Path:
-        return train(spec, out_dir=out, resume=resume, device=dev, on_event=on_event, initial_state=initial_state, cache=cache, validate_first=validate_first)
+        return train(
+            spec,
+            out_dir=out,
+            resume=resume,
+            device=dev,
+            on_event=on_event,
+            initial_state=initial_state,
+            cache=cache,
+            validate_first=validate_first,
+        )
 
     if ctx.is_main and progress is not None:
         return progress(run, total_steps=spec.train_config.steps)

@@ -104,7 +104,15 @@ def validate(model, examples: list[Example], *, device: str, decode: DecodeConfi
     model.eval()
     for ex in examples:
         post = posteriors_from_features(model, np.asarray(ex.features), device=device)
-        est = decode_frames(post["onset"], post["frame"], offset=post["offset"], velocity=post["velocity"], frame_rate=fc.frame_rate, config=decode, fmin_midi=fc.fmin_midi)
+        est = decode_frames(
+            post["onset"],
+            post["frame"],
+            offset=post["offset"],
+            velocity=post["velocity"],
+            frame_rate=fc.frame_rate,
+            config=decode,
+            fmin_midi=fc.fmin_midi,
+        )
         refs.append(ex.notes)
         ests.append(est)
     for m, mode in modes.items():
@@ -154,8 +162,14 @@ class TranscriberTask(Task):
     def schedule(self) -> Schedule:
         c = self.spec.train_config
         return Schedule(
-            steps=c.steps, seed=c.seed, precision=c.precision, threads=c.threads, val_every=c.val_every,
-            checkpoint_every=c.checkpoint_every, keep_checkpoints=c.keep_checkpoints, clip_grad=c.clip_grad,
+            steps=c.steps,
+            seed=c.seed,
+            precision=c.precision,
+            threads=c.threads,
+            val_every=c.val_every,
+            checkpoint_every=c.checkpoint_every,
+            keep_checkpoints=c.keep_checkpoints,
+            clip_grad=c.clip_grad,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -166,10 +180,23 @@ class TranscriberTask(Task):
         self.check_same_model(saved, where=where, model_config=spec.model_config, feature_config=spec.feature_config)
         old = _spec_from_checkpoint(saved, where=where)
         if tuple(old.freeze) != tuple(spec.freeze):
-            raise BadInput(f"{where.parent.parent}: --resume with other frozen parts ({list(spec.freeze)}) than the run ({list(old.freeze)})")
+            raise BadInput(
+                f"{where.parent.parent}: --resume with other frozen parts ({list(spec.freeze)}) than the run ({list(old.freeze)})"
+            )
         # the schedule may change (--steps, more noise rounds); everything else is the run's
         noise = self.noise if self.noise.rounds > 0 else old.noise
-        self.spec = RunSpec(old.architecture, old.model_config, old.feature_config, spec.train_config, old.decode_config, old.data, old.init_from, noise, old.freeze, spec.patience)
+        self.spec = RunSpec(
+            old.architecture,
+            old.model_config,
+            old.feature_config,
+            spec.train_config,
+            old.decode_config,
+            old.data,
+            old.init_from,
+            noise,
+            old.freeze,
+            spec.patience,
+        )
         self.noise = noise
 
     # -- modules and data
@@ -194,22 +221,37 @@ class TranscriberTask(Task):
         if cache_dir is not None and ctx.distributed:  # the ranks fill the cache together
             for split in ("train", "validation"):
                 limit = None if split == "train" else cfg.val_items
-                cache_features(spec.data, split=split, feature_config=fc, cache_dir=cache_dir, limit=limit, shard=(ctx.rank, ctx.world_size))
+                cache_features(
+                    spec.data,
+                    split=split,
+                    feature_config=fc,
+                    cache_dir=cache_dir,
+                    limit=limit,
+                    shard=(ctx.rank, ctx.world_size),
+                )
             ddp.barrier()
 
         def on_progress(done: int, total: int) -> None:
             solver.emit("load", {"done": done, "total": total})
 
-        self.train = load_examples(spec.data, split="train", feature_config=fc, on_progress=on_progress, cache_dir=cache_dir)
+        self.train = load_examples(
+            spec.data, split="train", feature_config=fc, on_progress=on_progress, cache_dir=cache_dir
+        )
         if not self.train:
             raise BadInput(f"no training items in {', '.join(spec.data)} (split 'train')")
-        self.val = load_examples(spec.data, split="validation", feature_config=fc, limit=cfg.val_items, cache_dir=cache_dir) if ctx.is_main else []
+        self.val = (
+            load_examples(spec.data, split="validation", feature_config=fc, limit=cfg.val_items, cache_dir=cache_dir)
+            if ctx.is_main
+            else []
+        )
         self.key_weights = None
         if cfg.pitch_balanced:
             w = pitch_balance_weights(count_positives(self.train, feature_config=fc))
             self.key_weights = {k: torch.from_numpy(v).to(solver.device) for k, v in w.items()}
         self.crop_frames = max(8, int(round(cfg.crop_s * fc.frame_rate)))
-        self.noiser = Noiser(fc, kind=self.noise.kind, domain=self.noise.domain, seed=cfg.seed) if self.noise.rounds > 0 else None
+        self.noiser = (
+            Noiser(fc, kind=self.noise.kind, domain=self.noise.domain, seed=cfg.seed) if self.noise.rounds > 0 else None
+        )
         self.noise_peak_lr = self.noise.lr if self.noise.lr is not None else cfg.lr / 10
         return {"train_items": len(self.train), "val_items": len(self.val)}
 
@@ -256,13 +298,17 @@ class TranscriberTask(Task):
 
     def phase_end(self, step: int) -> bool:
         rnd = self.phase["round"]
-        return (rnd == 0 and step == self._phase_steps()) or (rnd > 0 and step - self.phase["round_start"] == self.noise.steps)
+        return (rnd == 0 and step == self._phase_steps()) or (
+            rnd > 0 and step - self.phase["round_start"] == self.noise.steps
+        )
 
     def planned_steps(self, step: int) -> int:
         phase, noise = self.phase, self.noise
         if phase["round"] > 0:
             return phase["round_start"] + (noise.rounds - phase["round"] + 1) * noise.steps
-        return (step if phase["stopped_at"] is not None else max(step, self._phase_steps())) + noise.rounds * noise.steps
+        return (
+            step if phase["stopped_at"] is not None else max(step, self._phase_steps())
+        ) + noise.rounds * noise.steps
 
     def extra_state(self) -> dict[str, Any]:
         return {"phase": json.dumps(self.phase)}
@@ -286,15 +332,41 @@ class TranscriberTask(Task):
     def _search_level(self, round_no: int) -> dict[str, Any]:
         cfg, noise, fc = self.spec.train_config, self.noise, self.spec.feature_config
         search_rng = np.random.default_rng([cfg.seed, 7919])  # the same batches in every round
-        batches = [sample_batch(self.train, batch_size=cfg.batch_size, crop_frames=self.crop_frames, feature_config=fc, rng=search_rng, return_crops=True) for _ in range(noise.search_batches)]
+        batches = [
+            sample_batch(
+                self.train,
+                batch_size=cfg.batch_size,
+                crop_frames=self.crop_frames,
+                feature_config=fc,
+                rng=search_rng,
+                return_crops=True,
+            )
+            for _ in range(noise.search_batches)
+        ]
 
         def loss_fn(logits, target):
             return transcription_loss(logits, target, key_weights=self.key_weights)[0]
 
-        probe = LossProbe(self.modules["model"], batches, noiser=self.noiser, loss_fn=loss_fn, examples=self.train, device=self.device, seed=cfg.seed + round_no)
+        probe = LossProbe(
+            self.modules["model"],
+            batches,
+            noiser=self.noiser,
+            loss_fn=loss_fn,
+            examples=self.train,
+            device=self.device,
+            seed=cfg.seed + round_no,
+        )
         start = self.phase["levels"][-1]["snr_db"] if self.phase["levels"] else noise.start_snr_db
-        result = search_noise_level(probe, start_snr_db=start, target=tuple(noise.target), factor=noise.factor, max_iters=noise.max_iters)
-        return {**result.to_json(), "round": round_no, "clean_loss": probe.clean, "kind": noise.kind, "domain": noise.domain}
+        result = search_noise_level(
+            probe, start_snr_db=start, target=tuple(noise.target), factor=noise.factor, max_iters=noise.max_iters
+        )
+        return {
+            **result.to_json(),
+            "round": round_no,
+            "clean_loss": probe.clean,
+            "kind": noise.kind,
+            "domain": noise.domain,
+        }
 
     # -- one step
     def lr(self, step: int) -> float:
@@ -306,7 +378,14 @@ class TranscriberTask(Task):
         cfg, fc, rnd = self.spec.train_config, self.spec.feature_config, self.phase["round"]
         snr_db = self.phase["levels"][rnd - 1]["snr_db"] if rnd > 0 else None
         waveform = self.noiser is not None and rnd > 0 and self.noiser.domain == "waveform"
-        batch = sample_batch(self.train, batch_size=cfg.batch_size, crop_frames=self.crop_frames, feature_config=fc, rng=rng, return_crops=waveform)
+        batch = sample_batch(
+            self.train,
+            batch_size=cfg.batch_size,
+            crop_frames=self.crop_frames,
+            feature_config=fc,
+            rng=rng,
+            return_crops=waveform,
+        )
         x, y = batch[0], batch[1]
         xb = torch.from_numpy(x).to(self.device)
         if snr_db is not None:
@@ -349,7 +428,18 @@ class TranscriberTask(Task):
             save_checkpoint(best_state, best_path)
         model.eval()
         decode, report = calibrate_decoding(model, self.val, device=self.device, base=spec.decode_config)
-        self.spec = RunSpec(spec.architecture, spec.model_config, spec.feature_config, spec.train_config, decode, spec.data, spec.init_from, spec.noise, spec.freeze, spec.patience)
+        self.spec = RunSpec(
+            spec.architecture,
+            spec.model_config,
+            spec.feature_config,
+            spec.train_config,
+            decode,
+            spec.data,
+            spec.init_from,
+            spec.noise,
+            spec.freeze,
+            spec.patience,
+        )
         write_config(solver.out, self.spec.to_json())
         (solver.out / "calibration.json").write_text(json.dumps(report, indent=1) + "\n")
         solver.emit("calibrated", report["chosen"])
@@ -376,4 +466,6 @@ def train_transcriber(
     only rank 0 calls ``on_event`` and writes files.
     """
     task = TranscriberTask(spec, initial_state=initial_state, cache=cache)
-    return Solver(task, out_dir=out_dir, resume=resume, device=device, on_event=on_event, validate_first=validate_first).run()
+    return Solver(
+        task, out_dir=out_dir, resume=resume, device=device, on_event=on_event, validate_first=validate_first
+    ).run()

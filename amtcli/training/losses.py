@@ -33,7 +33,13 @@ def count_positives(examples, *, feature_config, max_frames: int | None = None) 
     total = 0
     for ex in examples:
         n_frames = ex.n_frames if max_frames is None else min(ex.n_frames, max_frames)
-        r = notes_to_rolls(ex.notes, n_frames=n_frames, frame_rate=feature_config.frame_rate, fmin_midi=feature_config.fmin_midi, n_keys=feature_config.n_keys)
+        r = notes_to_rolls(
+            ex.notes,
+            n_frames=n_frames,
+            frame_rate=feature_config.frame_rate,
+            fmin_midi=feature_config.fmin_midi,
+            n_keys=feature_config.n_keys,
+        )
         for h in BCE_HEADS:
             counts[f"{h}_pos"] += r[h].sum(axis=0)
         total += n_frames

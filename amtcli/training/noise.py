@@ -175,7 +175,9 @@ def noise_bank(feature_config: FeatureConfig, *, kind: str, seconds: float = 20.
     key = (feature_config, kind, seconds, seed)
     if key not in _BANKS:
         fc = feature_config
-        audio = make_noise(int(seconds * fc.sample_rate), kind=kind, rng=np.random.default_rng([seed, NOISE_KINDS.index(kind)]))
+        audio = make_noise(
+            int(seconds * fc.sample_rate), kind=kind, rng=np.random.default_rng([seed, NOISE_KINDS.index(kind)])
+        )
         feats = compute_features(audio, config=fc)
         ctx = get_front_end(fc).kernel_length // (2 * fc.hop_length) + 2
         mag = np.maximum(np.exp(feats[ctx:-ctx].astype(np.float64)) - fc.log_offset, 0.0)
@@ -248,7 +250,12 @@ class Noiser:
             buf = np.zeros((t + 2 * ctx) * hop, np.float32)
             first = (start - ctx) * hop
             a0 = max(0, first)
-            seg = load_audio(audio_path, sample_rate=fc.sample_rate, offset_s=a0 / fc.sample_rate, duration_s=(len(buf) - (a0 - first)) / fc.sample_rate)
+            seg = load_audio(
+                audio_path,
+                sample_rate=fc.sample_rate,
+                offset_s=a0 / fc.sample_rate,
+                duration_s=(len(buf) - (a0 - first)) / fc.sample_rate,
+            )
             buf[a0 - first : a0 - first + len(seg)] = seg[: len(buf) - (a0 - first)]
             buf += rms[row] * make_noise(len(buf), kind=self.kind, rng=rng)
             out[row] = compute_features(buf, config=fc)[ctx : ctx + t]

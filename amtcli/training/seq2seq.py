@@ -72,8 +72,15 @@ class Seq2SeqSpec(RunSpec):
     def from_json(cls, d: dict[str, Any]) -> Seq2SeqSpec:
         base = RunSpec.from_json(d)
         return cls(
-            base.architecture, base.model_config, base.feature_config, base.train_config, base.decode_config, base.data, base.init_from,
-            unlabeled=list(d.get("unlabeled") or []), domain_config=from_dict(DomainConfig, d.get("domain_config")),
+            base.architecture,
+            base.model_config,
+            base.feature_config,
+            base.train_config,
+            base.decode_config,
+            base.data,
+            base.init_from,
+            unlabeled=list(d.get("unlabeled") or []),
+            domain_config=from_dict(DomainConfig, d.get("domain_config")),
         )
 
 
@@ -169,7 +176,13 @@ def sample_token_batch(
         targets.append(segment_targets(ex.notes, codec, start_s=t0, segment_s=seg_s, max_tokens=max_tokens))
         n = ex.notes
         sub = n[(n.offset_s > t0) & (n.onset_s < t0 + seg_s)].shifted(seconds=-t0)
-        r = notes_to_rolls(sub, n_frames=segment_frames, frame_rate=fr, fmin_midi=feature_config.fmin_midi, n_keys=feature_config.n_keys)
+        r = notes_to_rolls(
+            sub,
+            n_frames=segment_frames,
+            frame_rate=fr,
+            fmin_midi=feature_config.fmin_midi,
+            n_keys=feature_config.n_keys,
+        )
         rolls[b, :, 0], rolls[b, :, 1] = r["onset"], r["frame"]
     y = np.full((batch_size, max(len(t) for t in targets)), PAD, dtype=np.int64)
     for b, t in enumerate(targets):
@@ -177,7 +190,14 @@ def sample_token_batch(
     return x, y, rolls
 
 
-def sample_unlabeled_batch(features: list[np.ndarray], *, batch_size: int, segment_frames: int, feature_config: FeatureConfig, rng: np.random.Generator) -> np.ndarray:
+def sample_unlabeled_batch(
+    features: list[np.ndarray],
+    *,
+    batch_size: int,
+    segment_frames: int,
+    feature_config: FeatureConfig,
+    rng: np.random.Generator,
+) -> np.ndarray:
     """Random segments ``(B, segment_frames, n_bins)`` of unlabeled features."""
     floor = np.float32(np.log(feature_config.log_offset))
     lengths = np.array([len(f) for f in features], dtype=np.float64)
@@ -201,7 +221,9 @@ def token_loss(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tenso
     return loss, acc
 
 
-def domain_loss(discriminator, memory_s: torch.Tensor, memory_r: torch.Tensor, *, scale: float) -> tuple[torch.Tensor, float]:
+def domain_loss(
+    discriminator, memory_s: torch.Tensor, memory_r: torch.Tensor, *, scale: float
+) -> tuple[torch.Tensor, float]:
     """BCE of the per-frame discriminator on synthetic (0) and real (1) encoder features, through a
     gradient-reversal layer of factor ``scale``; returns ``(loss, discriminator accuracy)``."""
     from ..nets.transformer import grad_reverse
@@ -252,8 +274,14 @@ class Seq2SeqTask(Task):
     def schedule(self) -> Schedule:
         c = self.spec.train_config
         return Schedule(
-            steps=c.steps, seed=c.seed, precision=c.precision, threads=c.threads, val_every=c.val_every,
-            checkpoint_every=c.checkpoint_every, keep_checkpoints=c.keep_checkpoints, clip_grad=c.clip_grad,
+            steps=c.steps,
+            seed=c.seed,
+            precision=c.precision,
+            threads=c.threads,
+            val_every=c.val_every,
+            checkpoint_every=c.checkpoint_every,
+            keep_checkpoints=c.keep_checkpoints,
+            clip_grad=c.clip_grad,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -267,9 +295,23 @@ class Seq2SeqTask(Task):
         except (KeyError, TypeError, ValueError) as exc:
             raise BadInput(f"{where}: the checkpoint's run config is damaged ({type(exc).__name__}: {exc})") from None
         asked = (spec.unlabeled, spec.domain_config)
-        if not same_config((old.unlabeled, old.domain_config), asked) and (spec.unlabeled or spec.domain_config != DomainConfig()):
-            raise BadInput(f"{where.parent.parent}: --resume with different --unlabeled / --domain-* settings than the run was started with")
-        self.spec = Seq2SeqSpec(old.architecture, old.model_config, old.feature_config, spec.train_config, old.decode_config, old.data, old.init_from, unlabeled=old.unlabeled, domain_config=old.domain_config)
+        if not same_config((old.unlabeled, old.domain_config), asked) and (
+            spec.unlabeled or spec.domain_config != DomainConfig()
+        ):
+            raise BadInput(
+                f"{where.parent.parent}: --resume with different --unlabeled / --domain-* settings than the run was started with"
+            )
+        self.spec = Seq2SeqSpec(
+            old.architecture,
+            old.model_config,
+            old.feature_config,
+            spec.train_config,
+            old.decode_config,
+            old.data,
+            old.init_from,
+            unlabeled=old.unlabeled,
+            domain_config=old.domain_config,
+        )
 
     def build(self, solver: Solver) -> dict[str, torch.nn.Module]:
         from ..nets import build_model
@@ -298,7 +340,11 @@ class Seq2SeqTask(Task):
         self.train = load_examples(spec.data, split="train", feature_config=fc, on_progress=on_progress)
         if not self.train:
             raise BadInput(f"no training items in {', '.join(spec.data)} (split 'train')")
-        self.val = load_examples(spec.data, split="validation", feature_config=fc, limit=cfg.val_items) if solver.ctx.is_main else []
+        self.val = (
+            load_examples(spec.data, split="validation", feature_config=fc, limit=cfg.val_items)
+            if solver.ctx.is_main
+            else []
+        )
         self.real: list[np.ndarray] = []
         if spec.unlabeled:
             solver.emit("status", {"message": "loading unlabeled audio"})
@@ -313,8 +359,22 @@ class Seq2SeqTask(Task):
 
     def batch(self, rng: np.random.Generator, step: int):
         cfg, fc, mc = self.spec.train_config, self.spec.feature_config, self.mc
-        x, y, rolls = sample_token_batch(self.train, batch_size=cfg.batch_size, segment_frames=mc.segment_frames, codec=self.codec, feature_config=fc, max_tokens=mc.max_tokens, rng=rng)
-        xr = sample_unlabeled_batch(self.real, batch_size=cfg.batch_size, segment_frames=mc.segment_frames, feature_config=fc, rng=rng) if self.real else None
+        x, y, rolls = sample_token_batch(
+            self.train,
+            batch_size=cfg.batch_size,
+            segment_frames=mc.segment_frames,
+            codec=self.codec,
+            feature_config=fc,
+            max_tokens=mc.max_tokens,
+            rng=rng,
+        )
+        xr = (
+            sample_unlabeled_batch(
+                self.real, batch_size=cfg.batch_size, segment_frames=mc.segment_frames, feature_config=fc, rng=rng
+            )
+            if self.real
+            else None
+        )
         return x, y, rolls, xr
 
     def batch_bytes(self, batch) -> bytes:
@@ -333,7 +393,13 @@ class Seq2SeqTask(Task):
             record: dict[str, Any] = {"token_loss": float(loss_tok.detach()), "token_acc": tok_acc}
             if mc.frame_loss_weight > 0:
                 # summed over keys (a mean over 88 mostly silent keys would make it vanish beside the token loss)
-                loss_frame = F.binary_cross_entropy_with_logits(model.frame_logits(memory_s), torch.from_numpy(rolls).to(device), reduction="none").sum(-1).mean()
+                loss_frame = (
+                    F.binary_cross_entropy_with_logits(
+                        model.frame_logits(memory_s), torch.from_numpy(rolls).to(device), reduction="none"
+                    )
+                    .sum(-1)
+                    .mean()
+                )
                 loss = loss + mc.frame_loss_weight * loss_frame
                 record["frame_loss"] = float(loss_frame.detach())
             if xr is not None:

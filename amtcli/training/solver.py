@@ -80,7 +80,11 @@ def same_config(a: Any, b: Any) -> bool:
 
 
 def rng_state(rng: np.random.Generator) -> dict[str, Any]:
-    return {"numpy": json.dumps(rng.bit_generator.state), "torch": torch.get_rng_state(), "python": json.dumps(random.getstate())}
+    return {
+        "numpy": json.dumps(rng.bit_generator.state),
+        "torch": torch.get_rng_state(),
+        "python": json.dumps(random.getstate()),
+    }
 
 
 def set_rng_state(rng: np.random.Generator, state: dict[str, Any]) -> None:
@@ -90,7 +94,9 @@ def set_rng_state(rng: np.random.Generator, state: dict[str, Any]) -> None:
     random.setstate((py[0], tuple(py[1]), py[2]))
 
 
-def restore_rank_rng(rng: np.random.Generator, state: dict[str, Any], *, ctx: ddp.DistContext, seed: int, step: int) -> np.random.Generator:
+def restore_rank_rng(
+    rng: np.random.Generator, state: dict[str, Any], *, ctx: ddp.DistContext, seed: int, step: int
+) -> np.random.Generator:
     """This rank's random generators from a checkpoint (``rng_ranks`` holds every rank's under DDP).
     Resumed with more processes than the run had, the new ranks continue from fresh generators:
     the run goes on, but not bit-exactly."""
@@ -113,7 +119,9 @@ class Task:
     architecture: str = ""
     score: str = "note_f1"  # the validation score best.pt keeps (higher is better)
     best_key: str = "best_f1"  # its name in checkpoints, validation records and events
-    ddp_wrap: bool = True  # DistributedDataParallel around ``model`` (its forward); else gradients are averaged after backward
+    ddp_wrap: bool = (
+        True  # DistributedDataParallel around ``model`` (its forward); else gradients are averaged after backward
+    )
     rate_keys: tuple[str, ...] = ()  # per-step counts in loss records, logged as "<key>_per_s" (summed over ranks)
 
     # -- the run's config (model)
@@ -314,7 +322,13 @@ class Solver:
         if self.ctx.is_main:
             scores = task.validate()
             value = float(scores[task.score])
-            rec = {"step": self.step, "val": scores, task.best_key: max(self.best, value), "improved": value > self.best, **task.validation_extra()}
+            rec = {
+                "step": self.step,
+                "val": scores,
+                task.best_key: max(self.best, value),
+                "improved": value > self.best,
+                **task.validation_extra(),
+            }
         rec = ddp.broadcast(rec)  # the others wait here while rank 0 validates
         improved = rec.pop("improved")
         self.best = rec[task.best_key]
@@ -368,7 +382,14 @@ class Solver:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision.scaler)
         self.emit(
             "start",
-            {"step": self.step, "steps": task.planned_steps(self.step), **counts, "precision": str(self.precision), "processes": ctx.world_size, **task.start_info()},
+            {
+                "step": self.step,
+                "steps": task.planned_steps(self.step),
+                **counts,
+                "precision": str(self.precision),
+                "processes": ctx.world_size,
+                **task.start_info(),
+            },
         )
         if self.validate_first and self.has_val and self.step == 0:
             self.validation()  # where training starts from (the zero-shot score when fine-tuning)
@@ -423,7 +444,9 @@ class Solver:
                 grad_norm = float(torch.nn.utils.clip_grad_norm_(params, sched.clip_grad))  # before the step
                 if ctx.distributed and task.ddp_wrap and not self.scaler.is_enabled() and not math.isfinite(grad_norm):
                     # gradients are averaged over ranks, so every rank stops here together
-                    raise BadInput(f"the gradients became {grad_norm} at step {self.step}: lower --lr or check the data")
+                    raise BadInput(
+                        f"the gradients became {grad_norm} at step {self.step}: lower --lr or check the data"
+                    )
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.step += 1
@@ -463,7 +486,9 @@ class Solver:
             for name, module in task.modules.items():
                 ddp.sync_buffers(module)
                 weights.update({k if name == "model" else f"{name}.{k}": v for k, v in module.state_dict().items()})
-            replicas = ddp.all_gather({"rank": ctx.rank, "weights_sha256": ddp.state_checksum(weights), "data_crc32": self._data_crc})
+            replicas = ddp.all_gather(
+                {"rank": ctx.rank, "weights_sha256": ddp.state_checksum(weights), "data_crc32": self._data_crc}
+            )
             self.log({"step": self.step, "replicas": replicas})
             if len({r["weights_sha256"] for r in replicas}) != 1:
                 raise RuntimeError(f"the {ctx.world_size} training processes ended with different weights")

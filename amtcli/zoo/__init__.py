@@ -22,6 +22,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..devices import resolve_device  # noqa: F401  (re-exported)
 from ..errors import BadInput, ChecksumError, ModelNotFound
 from . import hub
 from .registry import (  # noqa: F401
@@ -36,7 +37,6 @@ from .registry import (  # noqa: F401
     save_registry,
     sha256_file,
 )
-from ..devices import resolve_device  # noqa: F401  (re-exported)
 from .release import ReleaseConfig, load_release, read_release_config, save_release  # noqa: F401
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,11 @@ def _check_registry_file(path: Path, info: FileInfo, *, entry: ModelEntry, sourc
     actual = sha256_file(path) if size == info.size else None
     if actual == info.sha256:
         return
-    got = f"size {size}, expected {info.size}" if actual is None else f"sha256 {actual[:12]}…, expected {info.sha256[:12]}…"
+    got = (
+        f"size {size}, expected {info.size}"
+        if actual is None
+        else f"sha256 {actual[:12]}…, expected {info.sha256[:12]}…"
+    )
     if source == "bundled":
         raise ChecksumError(
             f"model {entry.name!r}: the bundled {path.name} is damaged ({got}); reinstall amtcli ({path})"
@@ -147,7 +151,9 @@ def _resolve_entry(entry: ModelEntry, *, use_bundled: bool = True, on_bytes: hub
         if folder is not None:
             for fname, info in entry.files.items():
                 if not (folder / fname).is_file():
-                    raise ChecksumError(f"model {entry.name!r}: the bundled copy lacks {fname}; reinstall amtcli ({folder})")
+                    raise ChecksumError(
+                        f"model {entry.name!r}: the bundled copy lacks {fname}; reinstall amtcli ({folder})"
+                    )
                 _check_registry_file(folder / fname, info, entry=entry, source="bundled")
             return Resolved(folder, "bundled", entry)
     if entry.repo_id is None or entry.revision is None:
@@ -182,17 +188,21 @@ def _resolve_hf_ref(spec: str, *, on_bytes: hub.OnBytes | None = None) -> Resolv
         paths = {f: hub.cached_path(repo_id, f, revision=revision) for f in required + optional}
         missing = [f for f in required if paths[f] is None]
         if missing:
-            raise _offline_error(spec, f"is not in the Hub cache at {hub.hub_cache_dir()} (missing {', '.join(missing)})")
+            raise _offline_error(
+                spec, f"is not in the Hub cache at {hub.hub_cache_dir()} (missing {', '.join(missing)})"
+            )
         source = "cached"
     else:
         paths = {}
         for fname in required + optional:
-            path = hub.fetch_file(repo_id, fname, revision=revision, model=spec, on_bytes=on_bytes, optional=fname in optional)
+            path = hub.fetch_file(
+                repo_id, fname, revision=revision, model=spec, on_bytes=on_bytes, optional=fname in optional
+            )
             paths[fname] = path
             if path is not None:
                 revision = path.parent.name  # pin the rest of the files to the commit the first one came from
         source = "downloaded"
-    for fname, path in paths.items():
+    for path in paths.values():
         if path is not None:
             _check_against_etag(path, repo_id=repo_id, revision=revision, spec=spec)
     return Resolved(paths["config.json"].parent, source, None)

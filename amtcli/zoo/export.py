@@ -225,9 +225,7 @@ def export_run(
         (out_dir / CARD_NAME).unlink(missing_ok=True)  # never leave the previous card beside new weights
     save_release(model, out_dir, decode_config=decode_config, card=None, extra=extra)
     files = {f: (sha256_file(out_dir / f), (out_dir / f).stat().st_size) for f in (CONFIG_NAME, WEIGHTS_NAME)}
-    card = model_card(
-        name, spec=spec, step=step, checkpoint=ckpt_path, val_step=val_step, metrics=metrics, files=files
-    )
+    card = model_card(name, spec=spec, step=step, checkpoint=ckpt_path, val_step=val_step, metrics=metrics, files=files)
     (out_dir / CARD_NAME).write_text(card)
     files[CARD_NAME] = (sha256_file(out_dir / CARD_NAME), (out_dir / CARD_NAME).stat().st_size)
     return ExportResult(folder=out_dir, checkpoint=ckpt_path, step=step, metrics=metrics, files=files)

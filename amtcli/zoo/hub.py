@@ -61,7 +61,14 @@ def is_valid_revision(revision: str) -> bool:
     """A 40-hex commit, or a branch/tag name that follows Git's ref rules (see ``_REF_COMPONENT``)."""
     if _COMMIT.match(revision):
         return True
-    if not revision or revision == "@" or revision.startswith("-") or revision.endswith(".") or ".." in revision or "@{" in revision:
+    if (
+        not revision
+        or revision == "@"
+        or revision.startswith("-")
+        or revision.endswith(".")
+        or ".." in revision
+        or "@{" in revision
+    ):
         return False
     return all(_REF_COMPONENT.match(part) and not part.endswith(".lock") for part in revision.split("/"))
 
@@ -146,8 +153,8 @@ def fetch_file(
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import (
         EntryNotFoundError,
-        HFValidationError,
         HfHubHTTPError,
+        HFValidationError,
         LocalEntryNotFoundError,
         RepositoryNotFoundError,
         RevisionNotFoundError,
@@ -190,9 +197,13 @@ def fetch_file(
         status = exc.response.status_code if exc.response is not None else "?"
         raise ModelNotFound(f"model {model!r}: the Hub answered HTTP {status} for {filename} from {where}") from None
     except OSError as exc:  # connection trouble, size mismatch ("Consistency check failed"), disk full
-        raise ModelNotFound(f"model {model!r}: downloading {filename} from {where} failed: {_first_line(exc)}") from None
+        raise ModelNotFound(
+            f"model {model!r}: downloading {filename} from {where} failed: {_first_line(exc)}"
+        ) from None
     except ValueError as exc:  # huggingface_hub's own checks, e.g. "Invalid pointer path" for a bad commit
-        raise ModelNotFound(f"model {model!r}: the Hub's answer for {filename} from {where} was refused: {_first_line(exc)}") from None
+        raise ModelNotFound(
+            f"model {model!r}: the Hub's answer for {filename} from {where} was refused: {_first_line(exc)}"
+        ) from None
     path = Path(path)
     if commit is not None and path.parent.name != commit:
         discard_cached(path)
@@ -225,10 +236,14 @@ def _check_metadata(repo_id: str, filename: str, *, revision: str, model: str) -
     where = f"{repo_id}@{revision[:12]}"
     commit = meta.commit_hash
     if commit is None or not _COMMIT.match(commit):
-        raise ModelNotFound(f"model {model!r}: the Hub answered {commit!r} as the commit of {filename} from {where}, not 40 hex digits; not using it")
+        raise ModelNotFound(
+            f"model {model!r}: the Hub answered {commit!r} as the commit of {filename} from {where}, not 40 hex digits; not using it"
+        )
     etag = meta.etag
     if etag is None or not _ETAG.match(etag) or ".." in etag:
-        raise ModelNotFound(f"model {model!r}: the Hub answered {etag!r} as the ETag of {filename} from {where}, not a plain name; not using it")
+        raise ModelNotFound(
+            f"model {model!r}: the Hub answered {etag!r} as the ETag of {filename} from {where}, not a plain name; not using it"
+        )
     return commit
 
 

@@ -54,7 +54,14 @@ class ReleaseConfig:
             raise ConfigMismatch(f"{where}: release format {fmt!r} is not supported (this amt reads {FORMAT_VERSION})")
         if "architecture" not in data:
             raise ConfigMismatch(f"{where}: missing field 'architecture'")
-        for name, kind in (("architecture", str), ("model_config", dict), ("feature_config", dict), ("decode_config", dict), ("extra", dict), ("amtcli_version", str)):
+        for name, kind in (
+            ("architecture", str),
+            ("model_config", dict),
+            ("feature_config", dict),
+            ("decode_config", dict),
+            ("extra", dict),
+            ("amtcli_version", str),
+        ):
             value = data.get(name)
             if value is not None and not isinstance(value, kind):
                 expected = "a string" if kind is str else "an object"
@@ -141,8 +148,16 @@ def load_release(folder: str | os.PathLike, *, device: str = "cpu", expect_featu
         model = build_model(cfg.architecture, cfg.model_config, cfg.feature_config)
     except BadInput as exc:  # an unknown architecture, a model_config field of the wrong type
         raise ConfigMismatch(f"{folder / CONFIG_NAME}: {exc}") from None
-    except (ValueError, RuntimeError, TypeError, ArithmeticError, IndexError) as exc:  # sizes torch cannot build (negative, zero, inf)
-        raise ConfigMismatch(f"{folder / CONFIG_NAME}: model_config does not build a {cfg.architecture!r} ({_first_line(exc)})") from None
+    except (
+        ValueError,
+        RuntimeError,
+        TypeError,
+        ArithmeticError,
+        IndexError,
+    ) as exc:  # sizes torch cannot build (negative, zero, inf)
+        raise ConfigMismatch(
+            f"{folder / CONFIG_NAME}: model_config does not build a {cfg.architecture!r} ({_first_line(exc)})"
+        ) from None
     try:
         state = load_file(str(weights))
     except (SafetensorError, OSError) as exc:
