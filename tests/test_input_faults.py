@@ -159,3 +159,16 @@ def test_evaluate_with_every_reference_unreadable_is_one_error(tmp_path):
     r = _evaluate("--root", root, "-p", preds)
     assert r.exit_code not in (0, 70), r.output
     assert "take1" in r.output and "Traceback" not in r.output
+
+
+@pytest.mark.data
+def test_real_annotations_and_recordings_pass_the_checks(shared_data):
+    """The checks refuse damage, not real data: every real JAMS, MAPS text and MAESTRO MIDI reads, and
+    no real recording is taken for truncated."""
+    real = shared_data / "real"
+    for name, folder in (("guitarset", "guitarset"), ("guitarset", "guitarset_real"), ("maps", "maps"), ("maestro", "maestro")):
+        for item in load_dataset(name, root=real / folder, split="all"):
+            assert len(item.load_notes()) > 0, item.label
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", AmtWarning)
+                load_audio(item.audio)
