@@ -36,7 +36,12 @@ def _check_ranges(obj: Any, *, positive=(), non_negative=(), unit=()) -> None:
     ):
         for name in names:
             value = getattr(obj, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or not ok(value):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, numbers.Real)
+                or not math.isfinite(value)
+                or not ok(value)
+            ):
                 _range_error(obj, name, expected)
 
 
@@ -61,7 +66,11 @@ class FeatureConfig:
             self,
             positive=("sample_rate", "hop_length", "n_keys", "bins_per_semitone", "filter_scale", "log_offset"),
         )
-        if isinstance(self.fmin_midi, bool) or not isinstance(self.fmin_midi, numbers.Integral) or not 0 <= self.fmin_midi <= 128 - self.n_keys:
+        if (
+            isinstance(self.fmin_midi, bool)
+            or not isinstance(self.fmin_midi, numbers.Integral)
+            or not 0 <= self.fmin_midi <= 128 - self.n_keys
+        ):
             _range_error(self, "fmin_midi", "keys fmin_midi .. fmin_midi + n_keys - 1 within MIDI 0..127")
 
     @property
@@ -96,7 +105,9 @@ class DecodeConfig:
     use_offset: bool = True
 
     def __post_init__(self):
-        _check_ranges(self, unit=("onset_threshold", "frame_threshold", "offset_threshold"), non_negative=("min_note_s",))
+        _check_ranges(
+            self, unit=("onset_threshold", "frame_threshold", "offset_threshold"), non_negative=("min_note_s",)
+        )
 
 
 # Seconds of features per network chunk in transcription (each with 2 s of context either side).
@@ -223,4 +234,15 @@ def override(obj: T, **changes: Any) -> T:
     return dataclasses.replace(obj, **changes) if changes else obj  # type: ignore[type-var]
 
 
-__all__ = ["FeatureConfig", "DecodeConfig", "DECODE_HELP", "TrainConfig", "to_dict", "from_dict", "override", "MIDI_MIN", "N_KEYS", "field"]
+__all__ = [
+    "FeatureConfig",
+    "DecodeConfig",
+    "DECODE_HELP",
+    "TrainConfig",
+    "to_dict",
+    "from_dict",
+    "override",
+    "MIDI_MIN",
+    "N_KEYS",
+    "field",
+]

@@ -40,7 +40,9 @@ def main() -> int:
     ap.add_argument("--model", default="synthetic")
     ap.add_argument("--repeats", type=int, default=3, help="runs; the best wall time is reported")
     ap.add_argument("--precision", default="auto", help="auto, fp32, bf16 (passed to amt transcribe)")
-    ap.add_argument("--basic-pitch", dest="basic_pitch", default=None, help="the basic-pitch executable (default: the peer venv)")
+    ap.add_argument(
+        "--basic-pitch", dest="basic_pitch", default=None, help="the basic-pitch executable (default: the peer venv)"
+    )
     args = ap.parse_args()
 
     from amtcli.devices import resolve_precision
@@ -62,18 +64,30 @@ def main() -> int:
             return 1
         dur = args.minutes * 60
         best = min(walls)
-        print(f"model {args.model}: {dur:.0f} s of audio in {best:.2f} s wall (best of {len(walls)}) = {dur / best:.1f}x real time; "
-              f"{min(cpus):.2f} CPU-s (fewest); peak RSS {max(rss):.0f} MB; cores {os.cpu_count()}, "
-              f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
+        print(
+            f"model {args.model}: {dur:.0f} s of audio in {best:.2f} s wall (best of {len(walls)}) = {dur / best:.1f}x real time; "
+            f"{min(cpus):.2f} CPU-s (fewest); peak RSS {max(rss):.0f} MB; cores {os.cpu_count()}, "
+            f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}"
+        )
         bp = find_basic_pitch(args.basic_pitch)
         if bp is None:
-            print("basic-pitch: not installed (run ../shared/tools/basic-pitch-peer once, or give --basic-pitch); no ratio")
+            print(
+                "basic-pitch: not installed (run ../shared/tools/basic-pitch-peer once, or give --basic-pitch); no ratio"
+            )
             return 0
-        bp_walls, _, bp_cpus = timed_runs(lambda i: [bp, "--model-serialization", "onnx", str(Path(tmp) / f"bp{i}"), str(src)], args.repeats, mkdir=True)
+        bp_walls, _, bp_cpus = timed_runs(
+            lambda i: [bp, "--model-serialization", "onnx", str(Path(tmp) / f"bp{i}"), str(src)],
+            args.repeats,
+            mkdir=True,
+        )
         if bp_walls is None:
             return 1
-        print(f"basic-pitch 0.4.0 (onnx): {min(bp_walls):.2f} s wall = {dur / min(bp_walls):.1f}x real time; {min(bp_cpus):.2f} CPU-s")
-        print(f"ratio basic-pitch / amt: {min(bp_walls) / best:.2f}x wall, {min(bp_cpus) / min(cpus):.2f}x CPU-s (> 1: amt is faster)")
+        print(
+            f"basic-pitch 0.4.0 (onnx): {min(bp_walls):.2f} s wall = {dur / min(bp_walls):.1f}x real time; {min(bp_cpus):.2f} CPU-s"
+        )
+        print(
+            f"ratio basic-pitch / amt: {min(bp_walls) / best:.2f}x wall, {min(bp_cpus) / min(cpus):.2f}x CPU-s (> 1: amt is faster)"
+        )
     return 0
 
 
@@ -105,7 +119,9 @@ def timed_runs(make_cmd, repeats: int, *, mkdir: bool = False):
         ru = resource.getrusage(resource.RUSAGE_CHILDREN)
         rss.append(max(before, ru.ru_maxrss) / 1024)
         cpus.append(ru.ru_utime + ru.ru_stime - cpu_before)  # user + system CPU seconds of that process
-        print(f"  {Path(cmd[0]).name} run {i + 1}: {walls[-1]:.2f} s wall, {cpus[-1]:.2f} CPU-s; {proc.stdout.strip()[-200:]}")
+        print(
+            f"  {Path(cmd[0]).name} run {i + 1}: {walls[-1]:.2f} s wall, {cpus[-1]:.2f} CPU-s; {proc.stdout.strip()[-200:]}"
+        )
     return walls, rss, cpus
 
 

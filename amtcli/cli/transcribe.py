@@ -9,7 +9,18 @@ import typer
 
 from ..config import CHUNK_S, DECODE_HELP
 from . import app
-from .common import DeviceOpt, ModelOpt, PrecisionOpt, OverwriteOpt, console, err_console, fail, handle_errors, progress, warn
+from .common import (
+    DeviceOpt,
+    ModelOpt,
+    OverwriteOpt,
+    PrecisionOpt,
+    console,
+    err_console,
+    fail,
+    handle_errors,
+    progress,
+    warn,
+)
 
 
 def invalid_tokens_text(n: int) -> str:
@@ -34,28 +45,109 @@ def print_decoding(decode, model_default, *, tokens_model: bool, model: str) -> 
 @app.command()
 @handle_errors
 def transcribe(
-    audio: Annotated[list[Path], typer.Argument(help="Audio files (wav, flac, ogg, mp3, ...) or folders (searched recursively).", show_default=False)],
-    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Output file (one input; its suffix picks the format) or folder (no suffix, an existing folder, or ending in /). Default: beside each input.", show_default=False)] = None,
-    fmt: Annotated[Optional[str], typer.Option("--format", "-f", help="mid (default), csv, json or musicxml. Taken from -o's extension when it has one.")] = None,
+    audio: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Audio files (wav, flac, ogg, mp3, ...) or folders (searched recursively).", show_default=False
+        ),
+    ],
+    output: Annotated[
+        Optional[str],
+        typer.Option(
+            "--output",
+            "-o",
+            help="Output file (one input; its suffix picks the format) or folder (no suffix, an existing folder, or ending in /). Default: beside each input.",
+            show_default=False,
+        ),
+    ] = None,
+    fmt: Annotated[
+        Optional[str],
+        typer.Option(
+            "--format", "-f", help="mid (default), csv, json or musicxml. Taken from -o's extension when it has one."
+        ),
+    ] = None,
     model: ModelOpt = "synthetic",
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
-    onset_threshold: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help=DECODE_HELP["onset_threshold"] + " [default: the model's]")] = None,
-    frame_threshold: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help=DECODE_HELP["frame_threshold"] + " [default: the model's]")] = None,
-    offset_threshold: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help=DECODE_HELP["offset_threshold"] + " [default: the model's]")] = None,
-    min_note_s: Annotated[Optional[float], typer.Option(min=0.0, help=DECODE_HELP["min_note_s"] + " [default: the model's]")] = None,
-    plot: Annotated[bool, typer.Option("--plot", help="Also write a PNG piano roll over the CQT beside each output.")] = False,
-    chunk_s: Annotated[float, typer.Option(min=1.0, help="Seconds of audio per network chunk (memory vs. speed).")] = CHUNK_S,
+    onset_threshold: Annotated[
+        Optional[float], typer.Option(min=0.0, max=1.0, help=DECODE_HELP["onset_threshold"] + " [default: the model's]")
+    ] = None,
+    frame_threshold: Annotated[
+        Optional[float], typer.Option(min=0.0, max=1.0, help=DECODE_HELP["frame_threshold"] + " [default: the model's]")
+    ] = None,
+    offset_threshold: Annotated[
+        Optional[float],
+        typer.Option(min=0.0, max=1.0, help=DECODE_HELP["offset_threshold"] + " [default: the model's]"),
+    ] = None,
+    min_note_s: Annotated[
+        Optional[float], typer.Option(min=0.0, help=DECODE_HELP["min_note_s"] + " [default: the model's]")
+    ] = None,
+    plot: Annotated[
+        bool, typer.Option("--plot", help="Also write a PNG piano roll over the CQT beside each output.")
+    ] = False,
+    chunk_s: Annotated[
+        float, typer.Option(min=1.0, help="Seconds of audio per network chunk (memory vs. speed).")
+    ] = CHUNK_S,
     overwrite: OverwriteOpt = False,
-    skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Keep outputs that are already there and do the rest (for reruns).")] = False,
-    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Files transcribed at once, each in its own process (the model is loaded once per process).")] = 1,
-    beats: Annotated[bool, typer.Option("--beats/--no-beats", help="Track beats and bars: the MIDI gets them as tempo map and time signature (notes keep their times), a score its bars. --no-beats: MIDI at a plain 120 BPM.")] = True,
-    tempo: Annotated[Optional[float], typer.Option("--tempo", help="Force this tempo (BPM) from the first note instead of tracking beats.", show_default=False)] = None,
-    beats_per_bar: Annotated[Optional[int], typer.Option("--beats-per-bar", help="Force the meter (x/4, 2-9 or 12 beats) instead of estimating it.", show_default=False)] = None,
-    quantize: Annotated[Optional[str], typer.Option("--quantize", help="Move notes onto the beat grid: 1/4, 1/8, 1/16, 1/32, triplets 1/8t, 1/16t, or both (1/16,1/8t: per beat, whichever fits). Off by default; prints how far notes moved.", show_default=False)] = None,
-    pedal: Annotated[bool, typer.Option("--pedal", help="Infer the sustain pedal from the note releases (no model measures it): CC64 in the MIDI, key releases in release_s.")] = False,
-    velocity_from: Annotated[str, typer.Option("--velocity-from", help="MIDI velocity from the model's velocity head (model) or from each note's confidence, its onset probability (confidence).")] = "model",
-    explain: Annotated[bool, typer.Option("--explain", help="Print the thresholds and minimum note length in use, with what each means.")] = False,
+    skip_existing: Annotated[
+        bool, typer.Option("--skip-existing", help="Keep outputs that are already there and do the rest (for reruns).")
+    ] = False,
+    jobs: Annotated[
+        int,
+        typer.Option(
+            "--jobs",
+            "-j",
+            min=1,
+            help="Files transcribed at once, each in its own process (the model is loaded once per process).",
+        ),
+    ] = 1,
+    beats: Annotated[
+        bool,
+        typer.Option(
+            "--beats/--no-beats",
+            help="Track beats and bars: the MIDI gets them as tempo map and time signature (notes keep their times), a score its bars. --no-beats: MIDI at a plain 120 BPM.",
+        ),
+    ] = True,
+    tempo: Annotated[
+        Optional[float],
+        typer.Option(
+            "--tempo", help="Force this tempo (BPM) from the first note instead of tracking beats.", show_default=False
+        ),
+    ] = None,
+    beats_per_bar: Annotated[
+        Optional[int],
+        typer.Option(
+            "--beats-per-bar",
+            help="Force the meter (x/4, 2-9 or 12 beats) instead of estimating it.",
+            show_default=False,
+        ),
+    ] = None,
+    quantize: Annotated[
+        Optional[str],
+        typer.Option(
+            "--quantize",
+            help="Move notes onto the beat grid: 1/4, 1/8, 1/16, 1/32, triplets 1/8t, 1/16t, or both (1/16,1/8t: per beat, whichever fits). Off by default; prints how far notes moved.",
+            show_default=False,
+        ),
+    ] = None,
+    pedal: Annotated[
+        bool,
+        typer.Option(
+            "--pedal",
+            help="Infer the sustain pedal from the note releases (no model measures it): CC64 in the MIDI, key releases in release_s.",
+        ),
+    ] = False,
+    velocity_from: Annotated[
+        str,
+        typer.Option(
+            "--velocity-from",
+            help="MIDI velocity from the model's velocity head (model) or from each note's confidence, its onset probability (confidence).",
+        ),
+    ] = "model",
+    explain: Annotated[
+        bool,
+        typer.Option("--explain", help="Print the thresholds and minimum note length in use, with what each means."),
+    ] = False,
 ):
     """Transcribe recordings into MIDI (or CSV / JSON notes).
 
@@ -80,7 +172,14 @@ def transcribe(
     formats = list(dict.fromkeys(FORMATS.values()))
     if fmt is not None and fmt not in formats:
         raise BadInput(f"--format must be one of {', '.join(formats)}, not {fmt!r}")
-    out_options = OutputOptions(beats=beats, tempo_bpm=tempo, beats_per_bar=beats_per_bar, quantize=quantize, pedal=pedal, velocity_from=velocity_from)
+    out_options = OutputOptions(
+        beats=beats,
+        tempo_bpm=tempo,
+        beats_per_bar=beats_per_bar,
+        quantize=quantize,
+        pedal=pedal,
+        velocity_from=velocity_from,
+    )
     pairs = plan_outputs(audio, output, fmt=fmt)
     # refuse up front what would overwrite or cannot be written, before any work is done
     check_outputs(pairs, overwrite=overwrite, skip_existing=skip_existing, extra_suffixes=(".png",) if plot else ())
@@ -88,7 +187,13 @@ def transcribe(
     resolve_precision(precision, dev)  # a bad --precision fails before the model loads
     folder = resolve(model)
     net, release = load_release(folder, device=dev)
-    decode = override(release.decode_config, onset_threshold=onset_threshold, frame_threshold=frame_threshold, offset_threshold=offset_threshold, min_note_s=min_note_s)
+    decode = override(
+        release.decode_config,
+        onset_threshold=onset_threshold,
+        frame_threshold=frame_threshold,
+        offset_threshold=offset_threshold,
+        min_note_s=min_note_s,
+    )
 
     tokens_model = getattr(net, "output_kind", "frames") == "tokens"
     if explain:
@@ -104,8 +209,18 @@ def transcribe(
             bar.update(task, advance=1, info=outcome.source.name)
 
         outcomes = transcribe_files(
-            pairs, model=model, device=dev, decode=decode, chunk_s=chunk_s, precision=precision, plot=plot,
-            skip_existing=skip_existing, jobs=jobs, loaded=(net, release, folder), on_result=report, output_options=out_options,
+            pairs,
+            model=model,
+            device=dev,
+            decode=decode,
+            chunk_s=chunk_s,
+            precision=precision,
+            plot=plot,
+            skip_existing=skip_existing,
+            jobs=jobs,
+            loaded=(net, release, folder),
+            on_result=report,
+            output_options=out_options,
         )
     wall = time.perf_counter() - t0
     done = [o for o in outcomes if o.status == "done"]
@@ -115,7 +230,10 @@ def transcribe(
         raise fail(failed[0].error or "failed", failed[0].exit_code or 1)
     if not many:
         for o in done:
-            console().print(f"{o.output}: {o.n_notes} notes from {o.duration_s:.1f} s of audio" + (f"; {invalid_tokens_text(o.invalid_tokens)}" if tokens_model else ""))
+            console().print(
+                f"{o.output}: {o.n_notes} notes from {o.duration_s:.1f} s of audio"
+                + (f"; {invalid_tokens_text(o.invalid_tokens)}" if tokens_model else "")
+            )
             for line in o.report:
                 console().print(f"  {line}")
         for o in skipped:

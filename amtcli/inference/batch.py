@@ -33,7 +33,9 @@ class FileOutcome:
     invalid_tokens: int = 0
     error: str | None = None
     exit_code: int = 0  # of a failure: the AmtError's code, 1 for system errors, 70 for a bug in amt
-    report: tuple[str, ...] = ()  # what was done to the notes before writing (tempo, quantization, pedal), one line each
+    report: tuple[
+        str, ...
+    ] = ()  # what was done to the notes before writing (tempo, quantization, pedal), one line each
     warnings: tuple[str, ...] = ()  # AmtWarnings raised while doing it (a truncated file...)
 
 
@@ -77,9 +79,13 @@ def plan_outputs(
         suffix = out.suffix.lower()
         if suffix not in FORMATS:
             known = ", ".join(FORMATS)
-            raise BadInput(f"-o {out}: unknown output format {out.suffix!r} (known: {known}; a folder name has no suffix or ends with /)")
+            raise BadInput(
+                f"-o {out}: unknown output format {out.suffix!r} (known: {known}; a folder name has no suffix or ends with /)"
+            )
         if not single_file:
-            raise BadInput(f"-o {out} names one file, but the input is {'a folder' if len(inputs) == 1 else f'{len(inputs)} inputs'}; give a folder")
+            raise BadInput(
+                f"-o {out} names one file, but the input is {'a folder' if len(inputs) == 1 else f'{len(inputs)} inputs'}; give a folder"
+            )
         if fmt and FORMATS[suffix] != fmt:
             raise BadInput(f"-o {out} does not match --format {fmt}")
         return [(inputs[0], out)]
@@ -144,9 +150,13 @@ def check_outputs(
         for path in [dst, *(dst.with_suffix(s) for s in extra_suffixes)]:
             real = os.path.realpath(path)
             if real in sources:
-                raise BadInput(f"output {path} is also an input ({sources[real]}); it would be overwritten. Choose another -o")
+                raise BadInput(
+                    f"output {path} is also an input ({sources[real]}); it would be overwritten. Choose another -o"
+                )
             if real in seen:
-                raise BadInput(f"{seen[real]} and {src} would both write {path}; transcribe them into different folders")
+                raise BadInput(
+                    f"{seen[real]} and {src} would both write {path}; transcribe them into different folders"
+                )
             seen[real] = src
     exists = [dst for _, dst in pairs if dst.exists()]
     folders = [dst for dst in exists if dst.is_dir()]
@@ -154,7 +164,9 @@ def check_outputs(
         raise BadInput(f"{folders[0]} is a folder where an output file would go")
     if exists and not overwrite and not skip_existing:
         more = f" and {len(exists) - 1} more" if len(exists) > 1 else ""
-        hint = "use --overwrite to replace" + (" them, or --skip-existing to keep them and do the rest" if len(pairs) > 1 else " it")
+        hint = "use --overwrite to replace" + (
+            " them, or --skip-existing to keep them and do the rest" if len(pairs) > 1 else " it"
+        )
         raise OutputExists(f"{exists[0]}{more} already exist{'s' if len(exists) == 1 else ''} ({hint})")
     problems: dict[Path, str] = {}
     for folder in dict.fromkeys(dst.parent for _, dst in pairs):
@@ -199,7 +211,15 @@ def transcribe_to_file(
     tokens_model = getattr(model, "output_kind", "frames") == "tokens"
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", AmtWarning)
-        result = transcribe_full(source, model=(model, release), device=device, decode=decode, chunk_s=chunk_s, precision=precision, keep_features=plot)
+        result = transcribe_full(
+            source,
+            model=(model, release),
+            device=device,
+            decode=decode,
+            chunk_s=chunk_s,
+            precision=precision,
+            keep_features=plot,
+        )
     for w in caught:
         if not issubclass(w.category, AmtWarning):
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
@@ -208,9 +228,27 @@ def transcribe_to_file(
     if tokens_model:
         meta["invalid_tokens"] = result.invalid_tokens
     if plot:
-        plot_transcription(output.with_suffix(".png"), features=result.features, notes=result.notes, frame_rate=fc.frame_rate, bins_per_semitone=fc.bins_per_semitone, fmin_midi=fc.fmin_midi)
-    written = write_transcription(result, output, fmt=format_for(output), options=output_options or OutputOptions(), meta=meta)
-    return FileOutcome(source, output, "done", written.n_notes, result.duration_s, result.invalid_tokens, warnings=said, report=tuple(written.lines))
+        plot_transcription(
+            output.with_suffix(".png"),
+            features=result.features,
+            notes=result.notes,
+            frame_rate=fc.frame_rate,
+            bins_per_semitone=fc.bins_per_semitone,
+            fmin_midi=fc.fmin_midi,
+        )
+    written = write_transcription(
+        result, output, fmt=format_for(output), options=output_options or OutputOptions(), meta=meta
+    )
+    return FileOutcome(
+        source,
+        output,
+        "done",
+        written.n_notes,
+        result.duration_s,
+        result.invalid_tokens,
+        warnings=said,
+        report=tuple(written.lines),
+    )
 
 
 def _failure(source: Path, output: Path, exc: BaseException) -> FileOutcome:
@@ -249,7 +287,15 @@ def _work(pair: tuple[Path, Path]) -> FileOutcome:
     source, output = pair
     w = _WORKER
     try:
-        return transcribe_to_file(source, output, model=w["model"], release=w["release"], model_name=w["model_name"], device=w["device"], **w["options"])
+        return transcribe_to_file(
+            source,
+            output,
+            model=w["model"],
+            release=w["release"],
+            model_name=w["model_name"],
+            device=w["device"],
+            **w["options"],
+        )
     except Exception as exc:  # noqa: BLE001 - one bad file must not stop the batch; the reason travels back
         return _failure(source, output, exc)
 
@@ -297,7 +343,13 @@ def transcribe_files(
         net, release = load_release(folder, device=device)
     else:
         net, release, folder = loaded
-    options = {"decode": decode, "chunk_s": chunk_s, "precision": precision, "plot": plot, "output_options": output_options}
+    options = {
+        "decode": decode,
+        "chunk_s": chunk_s,
+        "precision": precision,
+        "plot": plot,
+        "output_options": output_options,
+    }
 
     def finish(i: int, outcome: FileOutcome) -> None:
         outcomes[i] = outcome
@@ -309,7 +361,9 @@ def transcribe_files(
         for i in todo:
             src, dst = pairs[i]
             try:
-                outcome = transcribe_to_file(src, dst, model=net, release=release, model_name=model, device=device, **options)
+                outcome = transcribe_to_file(
+                    src, dst, model=net, release=release, model_name=model, device=device, **options
+                )
             except Exception as exc:  # noqa: BLE001 - reported per file; the batch goes on
                 if os.environ.get("AMT_DEBUG"):
                     raise
@@ -320,7 +374,9 @@ def transcribe_files(
     return outcomes  # type: ignore[return-value]
 
 
-def _run_pool(pairs, todo: list[int], *, folder: Path, model: str, device: str, options: dict, jobs: int, finish) -> None:
+def _run_pool(
+    pairs, todo: list[int], *, folder: Path, model: str, device: str, options: dict, jobs: int, finish
+) -> None:
     """Run ``todo`` (indices into ``pairs``) on ``jobs`` spawned workers, one file in flight per worker,
     so that when a worker dies the files it may have been working on are known."""
     import multiprocessing as mp
@@ -335,7 +391,9 @@ def _run_pool(pairs, todo: list[int], *, folder: Path, model: str, device: str, 
     initargs = (os.getpid(), str(folder.resolve()), model, device, threads, options)
     while queue:
         inflight: dict = {}
-        with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_init_worker, initargs=initargs) as pool:
+        with ProcessPoolExecutor(
+            jobs, mp_context=mp.get_context("spawn"), initializer=_init_worker, initargs=initargs
+        ) as pool:
             try:
                 while queue or inflight:
                     while queue and len(inflight) < jobs:
@@ -353,6 +411,14 @@ def _run_pool(pairs, todo: list[int], *, folder: Path, model: str, device: str, 
                     strikes[i] = strikes.get(i, 0) + 1
                     if strikes[i] >= 2:
                         src, dst = pairs[i]
-                        finish(i, FileOutcome(src, dst, "failed", error=f"{src}: the worker process died twice while transcribing it (out of memory?)"))
+                        finish(
+                            i,
+                            FileOutcome(
+                                src,
+                                dst,
+                                "failed",
+                                error=f"{src}: the worker process died twice while transcribing it (out of memory?)",
+                            ),
+                        )
                     else:
                         queue.appendleft(i)

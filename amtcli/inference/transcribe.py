@@ -59,8 +59,12 @@ class Transcription:
         from ..rhythm import estimate_grid
 
         return estimate_grid(
-            self.notes, onset_strength=self.onset_strength, frame_rate=self.frame_rate, duration_s=self.duration_s,
-            tempo_bpm=tempo_bpm, beats_per_bar=beats_per_bar,
+            self.notes,
+            onset_strength=self.onset_strength,
+            frame_rate=self.frame_rate,
+            duration_s=self.duration_s,
+            tempo_bpm=tempo_bpm,
+            beats_per_bar=beats_per_bar,
         )
 
 
@@ -107,7 +111,12 @@ def posteriors_from_features(
         return {k: v.float().cpu().numpy() for k, v in probs.items()}
 
     return run_chunked(
-        features, fn, chunk_frames=chunk_frames, margin_frames=margin_frames, batch_size=batch_size, on_progress=on_progress
+        features,
+        fn,
+        chunk_frames=chunk_frames,
+        margin_frames=margin_frames,
+        batch_size=batch_size,
+        on_progress=on_progress,
     )
 
 
@@ -149,7 +158,9 @@ def notes_from_token_model(
         if on_progress:
             on_progress(min(n_seg, b0 + batch_size), n_seg)
     starts = [k * seg / fc.frame_rate for k in range(n_seg)]
-    notes, invalid = tokens_to_notes(tokens, model.codec, starts_s=starts, end_s=n_frames / fc.frame_rate, segment_s=seg / fc.frame_rate)
+    notes, invalid = tokens_to_notes(
+        tokens, model.codec, starts_s=starts, end_s=n_frames / fc.frame_rate, segment_s=seg / fc.frame_rate
+    )
     if min_note_s > 0 and len(notes):
         notes = notes[(notes.offset_s - notes.onset_s) >= min_note_s - 1e-9]
     return notes, invalid
@@ -194,24 +205,47 @@ def transcribe_full(
     del samples
     cfg = override(
         decode or default_decode,
-        onset_threshold=onset_threshold, frame_threshold=frame_threshold, offset_threshold=offset_threshold, min_note_s=min_note_s,
+        onset_threshold=onset_threshold,
+        frame_threshold=frame_threshold,
+        offset_threshold=offset_threshold,
+        min_note_s=min_note_s,
     )
     if getattr(net, "output_kind", "frames") == "tokens":
         from ..rhythm import onset_strength_from_features
 
-        notes, invalid = notes_from_token_model(net, features, device=device, min_note_s=cfg.min_note_s, precision=precision, on_progress=on_progress)
-        return Transcription(
-            notes, {}, features if keep_features else None, fc.frame_rate, duration_s, invalid_tokens=invalid,
-            onset_strength=onset_strength_from_features(features), decode=cfg,
+        notes, invalid = notes_from_token_model(
+            net, features, device=device, min_note_s=cfg.min_note_s, precision=precision, on_progress=on_progress
         )
-    post = posteriors_from_features(net, features, device=device, chunk_s=chunk_s, precision=precision, on_progress=on_progress)
+        return Transcription(
+            notes,
+            {},
+            features if keep_features else None,
+            fc.frame_rate,
+            duration_s,
+            invalid_tokens=invalid,
+            onset_strength=onset_strength_from_features(features),
+            decode=cfg,
+        )
+    post = posteriors_from_features(
+        net, features, device=device, chunk_s=chunk_s, precision=precision, on_progress=on_progress
+    )
     notes = decode_frames(
-        post["onset"], post["frame"], offset=post.get("offset"), velocity=post.get("velocity"),
-        frame_rate=fc.frame_rate, config=cfg, fmin_midi=fc.fmin_midi,
+        post["onset"],
+        post["frame"],
+        offset=post.get("offset"),
+        velocity=post.get("velocity"),
+        frame_rate=fc.frame_rate,
+        config=cfg,
+        fmin_midi=fc.fmin_midi,
     )
     return Transcription(
-        notes, post, features if keep_features else None, fc.frame_rate, duration_s,
-        onset_strength=post["onset"].sum(axis=1).astype(np.float64), decode=cfg,
+        notes,
+        post,
+        features if keep_features else None,
+        fc.frame_rate,
+        duration_s,
+        onset_strength=post["onset"].sum(axis=1).astype(np.float64),
+        decode=cfg,
     )
 
 
@@ -240,6 +274,15 @@ def transcribe(
     Returns a :class:`~amtcli.notes.NoteArray` (with each note's ``confidence``).
     """
     return transcribe_full(
-        audio, model=model, device=device, decode=decode, sample_rate=sample_rate, chunk_s=chunk_s, precision=precision,
-        onset_threshold=onset_threshold, frame_threshold=frame_threshold, offset_threshold=offset_threshold, min_note_s=min_note_s,
+        audio,
+        model=model,
+        device=device,
+        decode=decode,
+        sample_rate=sample_rate,
+        chunk_s=chunk_s,
+        precision=precision,
+        onset_threshold=onset_threshold,
+        frame_threshold=frame_threshold,
+        offset_threshold=offset_threshold,
+        min_note_s=min_note_s,
     ).notes
