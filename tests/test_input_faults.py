@@ -166,7 +166,12 @@ def test_real_annotations_and_recordings_pass_the_checks(shared_data):
     """The checks refuse damage, not real data: every real JAMS, MAPS text and MAESTRO MIDI reads, and
     no real recording is taken for truncated."""
     real = shared_data / "real"
-    for name, folder in (("guitarset", "guitarset"), ("guitarset", "guitarset_real"), ("maps", "maps"), ("maestro", "maestro")):
+    for name, folder in (
+        ("guitarset", "guitarset"),
+        ("guitarset", "guitarset_real"),
+        ("maps", "maps"),
+        ("maestro", "maestro"),
+    ):
         for item in load_dataset(name, root=real / folder, split="all"):
             assert len(item.load_notes()) > 0, item.label
             with warnings.catch_warnings():
