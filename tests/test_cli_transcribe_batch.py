@@ -173,3 +173,14 @@ def test_formats_come_from_the_one_table(tmp_path, monkeypatch):
     assert r.exit_code == 2 and ".abc" in r.output, r.output
     r = _run(wav, "--format", "txt", "-o", tmp_path / "o")
     assert r.exit_code == 2 and "abc" in r.output and "csv" in r.output, r.output
+
+
+def test_an_existing_plot_is_not_overwritten_without_overwrite(tmp_path):
+    wav = _take(tmp_path / "song.wav", seed=0)
+    (tmp_path / "song.png").write_bytes(b"my drawing")
+    r = _run(wav, "--plot")
+    assert r.exit_code != 0 and "song.png" in r.output, r.output
+    assert (tmp_path / "song.png").read_bytes() == b"my drawing" and not (tmp_path / "song.mid").exists()
+    r = _run(wav, "--plot", "--overwrite")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "song.png").read_bytes()[:4] == b"\x89PNG"

@@ -90,7 +90,7 @@ def transcribe(
     ] = CHUNK_S,
     overwrite: OverwriteOpt = False,
     skip_existing: Annotated[
-        bool, typer.Option("--skip-existing", help="Keep outputs that are already there and do the rest (for reruns).")
+        bool, typer.Option("--skip-existing", help="Keep outputs that are already there and do the rest (for reruns; the --plot image of an output that is redone is replaced).")
     ] = False,
     jobs: Annotated[
         int,

@@ -139,7 +139,9 @@ def check_outputs(
     - outputs that exist, unless ``overwrite`` or ``skip_existing``;
     - outputs whose folder cannot be created or written (tried with a temporary file).
 
-    ``extra_suffixes``: files written beside each output (``.png`` for ``--plot``), checked too.
+    ``extra_suffixes``: files written beside each output (``.png`` for ``--plot``), checked too;
+    with ``skip_existing``, the extras of an output that is (re)done are replaced (they are that
+    output's own, left by an interrupted run: the extras are written before the output).
     Raises :class:`BadInput` or :class:`OutputExists` with one line naming the first few paths.
     """
     if overwrite and skip_existing:
@@ -159,6 +161,8 @@ def check_outputs(
                 )
             seen[real] = src
     exists = [dst for _, dst in pairs if dst.exists()]
+    if not skip_existing:  # an output that is redone replaces its own extras; anything else is refused
+        exists += [extra for _, dst in pairs for extra in (dst.with_suffix(s) for s in extra_suffixes) if extra.exists()]
     folders = [dst for dst in exists if dst.is_dir()]
     if folders:
         raise BadInput(f"{folders[0]} is a folder where an output file would go")
