@@ -45,10 +45,16 @@ def test_silence_is_left_alone():
     assert gain == 0.0 and not out.any()
 
 
+def test_sixteen_bit_quantisation_noise_is_silence(rng):
+    lsb = (rng.integers(-1, 2, SR * 2) / 32768.0).astype(np.float32)  # a "silent" 16-bit file
+    assert measure_level_db(lsb, sample_rate=SR) is None
+    assert normalize_level(lsb, sample_rate=SR, target_db=-24)[1] == 0.0
+
+
 def test_normalize_reaches_the_target_and_limits_the_gain(music):
     out, gain = normalize_level(music, sample_rate=SR, target_db=-25.0)
     assert measure_level_db(out, sample_rate=SR) == pytest.approx(-25.0, abs=1e-3)
-    tiny = music * np.float32(1e-4)  # -80 dB: only +60 dB of gain is given
+    tiny = music * np.float32(10 ** (-65 / 20))  # a very quiet take (level -87 dBFS): only +60 dB is given
     _, gain = normalize_level(tiny, sample_rate=SR, target_db=-25.0)
     assert gain == 60.0
 

@@ -17,7 +17,9 @@ from __future__ import annotations
 import numpy as np
 
 FRAME_S = 0.05
-SILENCE_DB = -120.0  # below this (about 1e-6 RMS) a recording is treated as silence and left alone
+# A recording whose loudest frames stay below this is silence and is left alone: +-1 LSB of 16-bit
+# audio measures about -96 dBFS, and boosting such a file would turn its quantisation noise into notes.
+SILENCE_DB = -90.0
 MAX_GAIN_DB = 60.0
 
 
