@@ -90,7 +90,11 @@ def transcribe(
     ] = CHUNK_S,
     overwrite: OverwriteOpt = False,
     skip_existing: Annotated[
-        bool, typer.Option("--skip-existing", help="Keep outputs that are already there and do the rest (for reruns; the --plot image of an output that is redone is replaced).")
+        bool,
+        typer.Option(
+            "--skip-existing",
+            help="Keep outputs that are already there and do the rest (for reruns; the --plot image of an output that is redone is replaced).",
+        ),
     ] = False,
     jobs: Annotated[
         int,

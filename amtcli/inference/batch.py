@@ -162,7 +162,9 @@ def check_outputs(
             seen[real] = src
     exists = [dst for _, dst in pairs if dst.exists()]
     if not skip_existing:  # an output that is redone replaces its own extras; anything else is refused
-        exists += [extra for _, dst in pairs for extra in (dst.with_suffix(s) for s in extra_suffixes) if extra.exists()]
+        exists += [
+            extra for _, dst in pairs for extra in (dst.with_suffix(s) for s in extra_suffixes) if extra.exists()
+        ]
     folders = [dst for dst in exists if dst.is_dir()]
     if folders:
         raise BadInput(f"{folders[0]} is a folder where an output file would go")
