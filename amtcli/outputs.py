@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import BadInput, OutputExists
+from .errors import BadInput
 from .notes import NoteArray, notes_to_midi
 
 FORMATS = {".mid": "mid", ".midi": "mid", ".csv": "csv", ".json": "json", ".musicxml": "musicxml"}
@@ -25,13 +25,6 @@ FORMATS = {".mid": "mid", ".midi": "mid", ".csv": "csv", ".json": "json", ".musi
 
 def format_for(path: Path, default: str = "mid") -> str:
     return FORMATS.get(path.suffix.lower(), default)
-
-
-def check_writable(path: Path, *, overwrite: bool) -> None:
-    if path.exists() and not overwrite:
-        raise OutputExists(f"{path} already exists (use --overwrite to replace it)")
-    if path.exists() and path.is_dir():
-        raise BadInput(f"{path} is a folder")
 
 
 def _atomic_text(path: Path, text: str) -> None:
