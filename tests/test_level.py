@@ -94,3 +94,36 @@ def test_a_tiny_model_gives_the_same_output_under_a_gain_change(music):
     a = transcribe_full(music, model=(net, release), device="cpu").posteriors["frame"]
     b = transcribe_full(music * np.float32(0.01), model=(net, release), device="cpu").posteriors["frame"]
     assert np.abs(a - b).max() > 1e-3
+
+
+def test_training_uses_stored_features_only_from_the_same_front_end(tmp_path):
+    """Stored `amt synth --features` of another front end (here: no input level) are not used
+    for a model that reads audio at a set level; they are computed anew (the old check was the width)."""
+    import json
+    import shutil
+
+    from conftest import write_sine_dataset
+
+    from amtcli.audio.features import compute_features
+    from amtcli.audio.io import load_audio
+    from amtcli.config import to_dict
+    from amtcli.training.data import load_examples
+
+    root = write_sine_dataset(tmp_path / "ds", n_items=2, duration_s=2.0)
+    raw = FeatureConfig()
+    rows = [json.loads(line) for line in (root / "manifest.jsonl").read_text().splitlines()]
+    (root / "features").mkdir()
+    for r in rows:
+        feats = compute_features(load_audio(root / r["audio"], sample_rate=SR) * np.float32(0.01), config=raw)
+        np.save(root / "features" / f"{r['id']}.npy", feats)  # stored at another level on purpose
+        r["features"] = f"features/{r['id']}.npy"
+    (root / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (root / "dataset.json").write_text(json.dumps({"feature_config": to_dict(raw)}))
+
+    stored = load_examples([root], split="train", feature_config=raw)[0].features
+    assert isinstance(stored, np.memmap)  # same front end: the stored file is used
+    leveled = FeatureConfig(level_db=-24.0)
+    fresh = load_examples([root], split="train", feature_config=leveled)[0].features
+    expect = compute_features(load_audio(root / rows[0]["audio"], sample_rate=SR), config=leveled)
+    np.testing.assert_allclose(fresh, expect, atol=1e-5)
+    shutil.rmtree(root)

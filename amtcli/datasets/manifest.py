@@ -57,6 +57,7 @@ __all__ = [
     "piece_of",
     "read_manifest",
     "row_path",
+    "stored_feature_config",
     "write_manifest",
 ]
 
@@ -137,6 +138,17 @@ def read_manifest(path: str | os.PathLike, *, missing_ok: bool = False) -> Manif
             raise DatasetNotFound(f"{file}:{number}: not a manifest line ({problem})")
         rows.append(row)
     return Manifest(rows, folder=folder, torn=torn)
+
+
+def stored_feature_config(folder: str | os.PathLike) -> dict[str, Any] | None:
+    """The front end the stored features of a dataset were computed with (``dataset.json``'s
+    ``feature_config``), or None when the dataset has none or its ``dataset.json`` cannot be read."""
+    try:
+        meta = json.loads((Path(folder) / DATASET_JSON).read_text())
+    except (OSError, ValueError):
+        return None
+    fc = meta.get("feature_config") if isinstance(meta, dict) else None
+    return fc if isinstance(fc, dict) else None
 
 
 def piece_of(row: dict[str, Any]) -> str:

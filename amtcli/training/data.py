@@ -21,8 +21,9 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from ..config import FeatureConfig
-from ..datasets.manifest import read_manifest, row_path
+from ..config import FeatureConfig, from_dict
+from ..datasets.manifest import read_manifest, row_path, stored_feature_config
+from ..errors import AmtError
 from ..notes import NoteArray, midi_to_notes, notes_to_rolls
 
 
@@ -66,6 +67,7 @@ class _Entry:
     audio: Path
     features: Path | None  # stored features (amt synth --features)
     notes: Callable[[], NoteArray]
+    features_config: dict | None = None  # the front end the stored features were made with
 
 
 def _entries(sources: Iterable[str | os.PathLike], split: str) -> list[_Entry]:
@@ -76,6 +78,7 @@ def _entries(sources: Iterable[str | os.PathLike], split: str) -> list[_Entry]:
         name, root = parse_source(source)
         if name is None:
             folder = root
+            stored_fc = stored_feature_config(folder)
             for r in read_manifest(folder):
                 if r["split"] != split:
                     continue
@@ -87,6 +90,7 @@ def _entries(sources: Iterable[str | os.PathLike], split: str) -> list[_Entry]:
                         row_path(folder, r, "audio"),
                         row_path(folder, r, "features"),
                         lambda label=label: midi_to_notes(label).pitched(),
+                        stored_fc,
                     )
                 )
         else:
@@ -113,6 +117,15 @@ def feature_cache_path(audio: Path, *, cache_dir: Path, feature_config: FeatureC
     return Path(cache_dir) / f"{hashlib.sha1(key.encode()).hexdigest()[:24]}.npy"
 
 
+def _same_front_end(stored: dict | None, fc: FeatureConfig) -> bool:
+    if stored is None:
+        return False
+    try:
+        return from_dict(FeatureConfig, stored) == fc
+    except (AmtError, TypeError, ValueError):
+        return False
+
+
 def _valid(feats: np.ndarray | None, fc: FeatureConfig) -> bool:
     return feats is not None and feats.ndim == 2 and feats.shape[1] == fc.n_bins
 
@@ -121,7 +134,9 @@ def _features(entry: _Entry, fc: FeatureConfig, cache_dir: Path | None, *, load:
     from ..audio.features import compute_features
     from ..audio.io import load_audio
 
-    if entry.features is not None and entry.features.is_file():
+    # stored features only when they come from this very front end (another hop, filter or input
+    # level gives features of the right width but the wrong meaning): else they are computed anew
+    if entry.features is not None and entry.features.is_file() and _same_front_end(entry.features_config, fc):
         feats = np.load(entry.features, mmap_mode="r")
         if _valid(feats, fc):
             return feats
