@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 from pathlib import Path
@@ -47,6 +48,9 @@ def main() -> int:
         "tiny-hub", folder, description="tiny-test, served by scripts/fake_hub.py", repo_id=REPO_ID, revision=COMMIT
     )
     save_registry(entries, args.registry)
+    # Ctrl-C stops it even when it was started with SIGINT ignored (a background job of a shell
+    # without job control passes that on), which would leave the server running for ever
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     print(json.dumps({"HF_ENDPOINT": hub.url, "AMT_REGISTRY": str(args.registry)}), flush=True)
     try:
         while True:
