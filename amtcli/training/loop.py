@@ -160,17 +160,7 @@ class TranscriberTask(Task):
 
     # -- config
     def schedule(self) -> Schedule:
-        c = self.spec.train_config
-        return Schedule(
-            steps=c.steps,
-            seed=c.seed,
-            precision=c.precision,
-            threads=c.threads,
-            val_every=c.val_every,
-            checkpoint_every=c.checkpoint_every,
-            keep_checkpoints=c.keep_checkpoints,
-            clip_grad=c.clip_grad,
-        )
+        return Schedule.of(self.spec.train_config)
 
     def to_json(self) -> dict[str, Any]:
         return self.spec.to_json()

@@ -58,6 +58,20 @@ class Schedule:
     log_every: int = 10
     clip_grad: float | None = None
 
+    @classmethod
+    def of(cls, c: Any) -> Schedule:
+        """The schedule of a transcriber's :class:`~amtcli.config.TrainConfig` (U-Net and Transformer)."""
+        return cls(
+            steps=c.steps,
+            seed=c.seed,
+            precision=c.precision,
+            threads=c.threads,
+            val_every=c.val_every,
+            checkpoint_every=c.checkpoint_every,
+            keep_checkpoints=c.keep_checkpoints,
+            clip_grad=c.clip_grad,
+        )
+
 
 def canonical(value: Any) -> Any:
     """``value`` as JSON would give it back: tuples become lists, dataclasses dicts, integral floats ints."""
