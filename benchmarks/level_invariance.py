@@ -2,7 +2,8 @@
 
     .venv/bin/python benchmarks/level_invariance.py                       # bundled model, 0/-20/-40 dB
     .venv/bin/python benchmarks/level_invariance.py --level off           # the model without level normalisation
-    .venv/bin/python benchmarks/level_invariance.py --level -25 --gains 0,-20
+    .venv/bin/python benchmarks/level_invariance.py --level -25 --gains=0,-20
+    .venv/bin/python benchmarks/level_invariance.py --measure DIR         # levels of a folder's audio
 
 The validation suite is the real labelled material of ../shared/data (``$AMT_DATA``): the 11 MAPS
 Disklavier recordings (``real/maps``, 29 min) and the real GuitarSet recording (``real/guitarset_real``).
@@ -41,7 +42,10 @@ def main() -> int:
     ap.add_argument("--sets", default="maps,guitar", help=f"which of {', '.join(SUITES)}")
     ap.add_argument("--limit", type=int, default=0, help="only the first N recordings of each set")
     ap.add_argument("--precision", default="auto")
+    ap.add_argument("--measure", type=Path, help="only print the level of every audio file under this folder")
     args = ap.parse_args()
+    if args.measure is not None:
+        return measure_folder(args.measure)
 
     from amtcli.audio.io import load_audio
     from amtcli.datasets import load_dataset
@@ -89,6 +93,24 @@ def main() -> int:
         f1s = [table[(set_name, g)]["f1"] for g in gains if (set_name, g) in table]
         if f1s:
             print(f"{set_name}: note F1 spread over {args.gains} dB = {max(f1s) - min(f1s):.3f}")
+    return 0
+
+
+def measure_folder(folder: Path) -> int:
+    """The level (dBFS, as the model's normalisation measures it) of every audio file under ``folder``."""
+    from amtcli.audio.io import find_audio_files, load_audio
+    from amtcli.audio.level import measure_level_db
+
+    levels = []
+    for f in find_audio_files([folder]):
+        level = measure_level_db(load_audio(f, sample_rate=16000), sample_rate=16000)
+        print(f"{f}: {'silence' if level is None else f'{level:.1f} dBFS'}")
+        if level is not None:
+            levels.append(level)
+    if levels:
+        print(
+            f"{len(levels)} files: level {min(levels):.1f} to {max(levels):.1f} dBFS, median {float(np.median(levels)):.1f}"
+        )
     return 0
 
 
