@@ -97,8 +97,16 @@ def process_group(device: str) -> Iterator[DistContext]:
     ctx = _init(device)
     try:
         yield ctx
+        _finish_together()
     finally:
         dist.destroy_process_group()
+
+
+def _finish_together() -> None:
+    """Wait for every rank before the group is torn down: a rank that destroys its group while a peer
+    is still finishing (rank 0's last checkpoint and broadcast) can abort that peer inside gloo
+    ("terminate called without an active exception", seen once in a full-suite run)."""
+    dist.barrier()
 
 
 def free_port() -> int:
@@ -121,6 +129,7 @@ def _entry(rank: int, nproc: int, port: int, device: str, fn: Callable, args: tu
     _init(device)
     try:
         fn(*args)
+        _finish_together()
     except AmtError as exc:
         # The peers of a failing process fail too ("connection closed by peer"), and the launcher
         # sees whichever error comes first; leave the amt error where the launcher looks first.
