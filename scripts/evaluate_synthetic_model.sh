@@ -34,3 +34,15 @@ $AMT evaluate -d pairs --root "$DATA/real/madmom_piano_sample" -m "$MODEL" --jso
 $AMT evaluate -d maps --root "$DATA/real/maps" --split all -m "$MODEL" --json "$OUT/$NAME-maps-real.json" --overwrite
 $AMT evaluate -d guitarset --root "$DATA/real/guitarset_real" --split all -m "$MODEL" --json "$OUT/$NAME-guitarset-real.json" --overwrite
 $AMT evaluate -d pairs --root examples -m "$MODEL" --json "$OUT/$NAME-example.json" --overwrite
+
+# 4. The peer on the same real recordings (basic-pitch 0.4.0 through ../shared/tools/basic-pitch-peer,
+#    when it is there), scored beside the model in one table each.
+PEER=${PEER:-$DATA/../tools/basic-pitch-peer}
+if [ -x "$PEER" ]; then
+  [ -d "$WORK/peers/maps/basic-pitch" ] || "$PEER" "$DATA/real/maps" "$WORK/peers/maps/basic-pitch"
+  [ -d "$WORK/peers/guitar/basic-pitch" ] || "$PEER" "$DATA/real/guitarset_real/audio_mono-mic" "$WORK/peers/guitar/basic-pitch"
+  $AMT evaluate -d maps --root "$DATA/real/maps" --split all -m "$MODEL" -p "$WORK/peers/maps/basic-pitch" --json "$OUT/$NAME-maps-real-vs-basic-pitch.json" --overwrite
+  $AMT evaluate -d guitarset --root "$DATA/real/guitarset_real" --split all -m "$MODEL" -p "$WORK/peers/guitar/basic-pitch" --json "$OUT/$NAME-guitarset-real-vs-basic-pitch.json" --overwrite
+else
+  echo "basic-pitch peer not found at $PEER: no peer comparison" >&2
+fi
