@@ -33,7 +33,7 @@ def main() -> None:
 
     from amtcli.audio.features import compute_features
     from amtcli.audio.io import load_audio
-    from amtcli.config import FeatureConfig, TrainConfig
+    from amtcli.config import FeatureConfig, TrainConfig, to_dict
     from amtcli.training.seq2seq import Seq2SeqSpec, train_seq2seq
 
     fc = FeatureConfig()
@@ -50,6 +50,8 @@ def main() -> None:
             r["features"] = f"features/{r['id']}.npy"
             r["split"] = "validation" if i % 15 == 0 else "train"
         (data / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        # the front end of the stored features, as `amt synth --features` records it (else they are recomputed)
+        (data / "dataset.json").write_text(json.dumps({"feature_config": to_dict(fc)}))
     mc = {
         "conv_channels": [8, 16],
         "d_model": 96,

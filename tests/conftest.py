@@ -108,6 +108,30 @@ def write_sine_dataset(root: Path, *, n_items: int = 6, duration_s: float = 4.0,
     return root
 
 
+def store_features(root: Path, *, feature_config=None, gain: float = 1.0) -> Path:
+    """Give every item of the dataset in ``root`` stored features, as `amt synth --features` does:
+    ``features/<id>.npy`` and the front end in ``dataset.json`` (readers use stored features only when
+    it is theirs). ``gain`` scales the audio first (features made at another level on purpose)."""
+    import json
+
+    from amtcli.audio.features import compute_features
+    from amtcli.audio.io import load_audio
+    from amtcli.config import FeatureConfig, to_dict
+
+    fc = feature_config or FeatureConfig()
+    (root / "features").mkdir(exist_ok=True)
+    rows = [json.loads(x) for x in (root / "manifest.jsonl").read_text().splitlines()]
+    for r in rows:
+        audio = load_audio(root / r["audio"], sample_rate=fc.sample_rate) * np.float32(gain)
+        np.save(root / "features" / f"{r['id']}.npy", compute_features(audio, config=fc))
+        r["features"] = f"features/{r['id']}.npy"
+    (root / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    meta_path = root / "dataset.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    meta_path.write_text(json.dumps({**meta, "feature_config": to_dict(fc)}))
+    return root
+
+
 @pytest.fixture(scope="session")
 def sine_dataset(tmp_path_factory):
     return write_sine_dataset(tmp_path_factory.mktemp("sines"))

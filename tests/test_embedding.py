@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from amtcli.config import FeatureConfig
+from amtcli.config import FeatureConfig, to_dict
 
 TINY = {"channels": (4, 8), "embed_dim": 8, "snippet_frames": 32}
 
@@ -85,6 +85,8 @@ def make_pair_dataset(
                 }
             )
     (root / "manifest.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    if features:  # the front end of the stored features, as `amt synth --features` records it
+        (root / "dataset.json").write_text(json.dumps({"feature_config": to_dict(fc)}))
     return root
 
 

@@ -102,23 +102,16 @@ def test_training_uses_stored_features_only_from_the_same_front_end(tmp_path):
     import json
     import shutil
 
-    from conftest import write_sine_dataset
+    from conftest import store_features, write_sine_dataset
 
     from amtcli.audio.features import compute_features
     from amtcli.audio.io import load_audio
-    from amtcli.config import to_dict
     from amtcli.training.data import load_examples
 
     root = write_sine_dataset(tmp_path / "ds", n_items=2, duration_s=2.0)
     raw = FeatureConfig()
+    store_features(root, feature_config=raw, gain=0.01)  # stored at another level on purpose
     rows = [json.loads(line) for line in (root / "manifest.jsonl").read_text().splitlines()]
-    (root / "features").mkdir()
-    for r in rows:
-        feats = compute_features(load_audio(root / r["audio"], sample_rate=SR) * np.float32(0.01), config=raw)
-        np.save(root / "features" / f"{r['id']}.npy", feats)  # stored at another level on purpose
-        r["features"] = f"features/{r['id']}.npy"
-    (root / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    (root / "dataset.json").write_text(json.dumps({"feature_config": to_dict(raw)}))
 
     stored = load_examples([root], split="train", feature_config=raw)[0].features
     assert isinstance(stored, np.memmap)  # same front end: the stored file is used

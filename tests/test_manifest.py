@@ -3,12 +3,10 @@ writer see a torn last line, and a damaged line in the middle, the same way."""
 
 from __future__ import annotations
 
-import json
 import shutil
 
-import numpy as np
 import pytest
-from conftest import write_sine_dataset
+from conftest import store_features, write_sine_dataset
 
 from amtcli.config import FeatureConfig
 from amtcli.errors import DatasetNotFound
@@ -20,19 +18,7 @@ TORN = '{"id": "item004", "audio": "audio/item004.fl'  # a line cut short by a k
 @pytest.fixture(scope="module")
 def clean(tmp_path_factory):
     root = write_sine_dataset(tmp_path_factory.mktemp("manifest") / "ds", n_items=N_ITEMS, duration_s=2.0)
-    (root / "features").mkdir()
-    from amtcli.audio.features import compute_features
-    from amtcli.audio.io import load_audio
-
-    rows = [json.loads(x) for x in (root / "manifest.jsonl").read_text().splitlines()]
-    for r in rows:  # stored features, so the embedding's reader need not compute them
-        np.save(
-            root / "features" / f"{r['id']}.npy",
-            compute_features(load_audio(root / r["audio"], sample_rate=16000), config=FeatureConfig()),
-        )
-        r["features"] = f"features/{r['id']}.npy"
-    (root / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return root
+    return store_features(root)  # stored features, so the embedding's reader need not compute them
 
 
 def _copy(clean, tmp_path, *, tail: str = "", head: str = ""):

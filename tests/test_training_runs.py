@@ -396,24 +396,11 @@ def cached_sines(sine_dataset, tmp_path_factory):
     """The sine dataset with stored features (so a training process starts in about a second)."""
     import shutil
 
-    import numpy as np
-
-    from amtcli.audio.features import compute_features
-    from amtcli.audio.io import load_audio
-    from amtcli.config import FeatureConfig
+    from conftest import store_features
 
     root = tmp_path_factory.mktemp("cached") / "sines"
     shutil.copytree(sine_dataset, root)
-    (root / "features").mkdir()
-    rows = [json.loads(x) for x in (root / "manifest.jsonl").read_text().splitlines()]
-    for r in rows:
-        np.save(
-            root / "features" / f"{r['id']}.npy",
-            compute_features(load_audio(root / r["audio"], sample_rate=16000), config=FeatureConfig()),
-        )
-        r["features"] = f"features/{r['id']}.npy"
-    (root / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return root
+    return store_features(root)
 
 
 # ---------------------------------------------------------------------------- embedding on two processes

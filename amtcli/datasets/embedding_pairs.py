@@ -20,7 +20,7 @@ import numpy as np
 
 from ..config import FeatureConfig
 from ..errors import BadInput, ConfigMismatch, DatasetNotFound
-from .manifest import piece_of, row_path
+from .manifest import piece_of, row_path, same_front_end, stored_feature_config
 from .manifest import read_manifest as _read_manifest
 
 
@@ -59,18 +59,21 @@ def active_windows(roll: np.ndarray, snippet_frames: int, *, min_active: float =
 
 
 def read_manifest(folder: str | os.PathLike) -> list[dict]:
-    """The items of ``folder/manifest.jsonl`` (each with an added ``_root`` folder)."""
-    return [{**row, "_root": str(folder)} for row in _read_manifest(folder)]
+    """The items of ``folder/manifest.jsonl``, each with an added ``_root`` folder and ``_stored_fc``,
+    the front end its stored features were made with (:func:`~amtcli.datasets.manifest.stored_feature_config`)."""
+    stored = stored_feature_config(folder)
+    return [{**row, "_root": str(folder), "_stored_fc": stored} for row in _read_manifest(folder)]
 
 
 def load_item(item: dict, *, feature_config: FeatureConfig) -> PairItem:
-    """Features (from the ``.npy`` file, or computed from the audio) and the frame roll of one item."""
+    """Features (from the ``.npy`` file when it was made with ``feature_config``, else computed from the
+    audio) and the frame roll of one item."""
     from ..audio.features import compute_features
     from ..audio.io import load_audio
     from ..notes import midi_to_notes, notes_to_rolls
 
     root = Path(item["_root"])
-    if item.get("features"):
+    if item.get("features") and same_front_end(item.get("_stored_fc"), feature_config):
         path = row_path(root, item, "features")
         if not path.is_file():
             raise DatasetNotFound(f"{path}: feature file listed in the manifest is missing")

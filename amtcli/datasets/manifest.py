@@ -57,6 +57,7 @@ __all__ = [
     "piece_of",
     "read_manifest",
     "row_path",
+    "same_front_end",
     "stored_feature_config",
     "write_manifest",
 ]
@@ -149,6 +150,21 @@ def stored_feature_config(folder: str | os.PathLike) -> dict[str, Any] | None:
         return None
     fc = meta.get("feature_config") if isinstance(meta, dict) else None
     return fc if isinstance(fc, dict) else None
+
+
+def same_front_end(stored: dict[str, Any] | None, feature_config: Any) -> bool:
+    """Whether features stored with front end ``stored`` (:func:`stored_feature_config`) are those
+    ``feature_config`` gives. Another hop, filter or input level gives features of the same width but
+    another meaning, so every reader of stored features asks this, not the width."""
+    from ..config import FeatureConfig, from_dict
+    from ..errors import AmtError
+
+    if stored is None:
+        return False
+    try:
+        return from_dict(FeatureConfig, stored) == feature_config
+    except (AmtError, TypeError, ValueError):
+        return False
 
 
 def piece_of(row: dict[str, Any]) -> str:

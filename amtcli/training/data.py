@@ -21,9 +21,8 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from ..config import FeatureConfig, from_dict
-from ..datasets.manifest import read_manifest, row_path, stored_feature_config
-from ..errors import AmtError
+from ..config import FeatureConfig
+from ..datasets.manifest import read_manifest, row_path, same_front_end, stored_feature_config
 from ..notes import NoteArray, midi_to_notes, notes_to_rolls
 
 
@@ -117,15 +116,6 @@ def feature_cache_path(audio: Path, *, cache_dir: Path, feature_config: FeatureC
     return Path(cache_dir) / f"{hashlib.sha1(key.encode()).hexdigest()[:24]}.npy"
 
 
-def _same_front_end(stored: dict | None, fc: FeatureConfig) -> bool:
-    if stored is None:
-        return False
-    try:
-        return from_dict(FeatureConfig, stored) == fc
-    except (AmtError, TypeError, ValueError):
-        return False
-
-
 def _valid(feats: np.ndarray | None, fc: FeatureConfig) -> bool:
     return feats is not None and feats.ndim == 2 and feats.shape[1] == fc.n_bins
 
@@ -136,7 +126,7 @@ def _features(entry: _Entry, fc: FeatureConfig, cache_dir: Path | None, *, load:
 
     # stored features only when they come from this very front end (another hop, filter or input
     # level gives features of the right width but the wrong meaning): else they are computed anew
-    if entry.features is not None and entry.features.is_file() and _same_front_end(entry.features_config, fc):
+    if entry.features is not None and entry.features.is_file() and same_front_end(entry.features_config, fc):
         feats = np.load(entry.features, mmap_mode="r")
         if _valid(feats, fc):
             return feats

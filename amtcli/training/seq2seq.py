@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import DecodeConfig, FeatureConfig, from_dict, to_dict
-from ..datasets.manifest import manifest_path, read_manifest, row_path
+from ..datasets.manifest import manifest_path, read_manifest, row_path, same_front_end, stored_feature_config
 from ..errors import BadInput, DatasetNotFound
 from ..notes import notes_to_rolls
 from ..tokens import PAD, START, Codec, segment_targets
@@ -114,9 +114,12 @@ def load_unlabeled(
         if not folder.is_dir():
             raise DatasetNotFound(f"--unlabeled {folder}: no such folder")
         if manifest_path(folder).is_file():
+            stored_fits = same_front_end(stored_feature_config(folder), feature_config)
             for row in read_manifest(folder):
                 if row["split"] == "train":
-                    jobs.append((row_path(folder, row, "audio"), row_path(folder, row, "features")))
+                    jobs.append(
+                        (row_path(folder, row, "audio"), row_path(folder, row, "features") if stored_fits else None)
+                    )
         else:
             jobs += [(f, None) for f in find_audio_files([folder])]
     if not jobs:
