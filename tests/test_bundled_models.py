@@ -1,8 +1,10 @@
 """The bundled models give the notes and embeddings they gave when these figures were recorded.
 
 The figures were recorded on the code before the training skeleton / module moves of issue 14
-(commit 6cde40d), in fp32 on the CPU; a change to the code that moves them is a change of
-behaviour and needs a reason (and new figures: ``python tests/test_bundled_models.py``).
+(commit 6cde40d), in fp32 on the CPU, except ``synthetic``'s, re-recorded when its release gained an
+input level and transcription moved to 40 s chunks (issue 13, commit 01c3682). A change to the code
+that moves them is a change of behaviour and needs a reason (and new figures:
+``python tests/test_bundled_models.py``).
 """
 
 from __future__ import annotations

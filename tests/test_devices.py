@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -72,7 +73,9 @@ def test_explicit_choices_win_and_bad_ones_are_refused(cache_home, monkeypatch):
 
 
 def test_the_micro_benchmark_returns_a_ratio():
-    assert devices.measure_cpu_bf16_speedup(repeats=1) >= 0.0
+    ratio = devices.measure_cpu_bf16_speedup(repeats=1)
+    # a finite ratio of two measured times; 0.0 where this oneDNN has no bf16 kernel for a layer
+    assert math.isfinite(ratio) and ratio >= 0.0
 
 
 def test_autocast_context_follows_the_choice():

@@ -9,8 +9,6 @@ from amtcli.notes import NoteArray, midi_to_notes, notes_to_midi
 from amtcli.rhythm import BeatGrid, fixed_grid
 from amtcli.score import assign_voices, estimate_key, key_sharps, spell, split_hands, write_musicxml
 
-music21 = pytest.importorskip("music21")
-
 
 def parse(path):
     """[(staff index, onset in quarters, midi pitches, quarter length)] with ties joined, and the score."""
