@@ -103,8 +103,11 @@ def _machine_key() -> str:
                     break
     except OSError:
         pass
-    flags = "".join("1" if cpu_bf16_native() else "0")
-    return f"{model}|bf16native={flags}|torch={torch.__version__}|threads={torch.get_num_threads()}"
+    # not the thread count: `--jobs N` workers run with fewer threads and would each measure again
+    return f"{model}|torch={torch.__version__}"
+
+
+_VERDICTS: dict[str, tuple[bool, str]] = {}  # this process's answers, by cache file and machine
 
 
 def measure_cpu_bf16_speedup(*, repeats: int = 3) -> float:
@@ -152,6 +155,9 @@ def cpu_bf16_faster(*, refresh: bool = False) -> tuple[bool, str]:
         return False, "CPU has no native bf16 (no AVX512-BF16/AMX): bf16 would be emulated"
     key = _machine_key()
     path = _cache_path()
+    memo = f"{path}|{key}"
+    if memo in _VERDICTS and not refresh:
+        return _VERDICTS[memo]  # resolved once per file otherwise: no re-reading the cache each time
     cache: dict = {}
     try:
         cache = json.loads(path.read_text())
@@ -171,8 +177,8 @@ def cpu_bf16_faster(*, refresh: bool = False) -> tuple[bool, str]:
         except OSError:
             pass  # a read-only home still gets the measured answer, just not cached
     speedup = float(entry["speedup"])
-    faster = speedup >= 1.1
-    return faster, f"native bf16; measured bf16 {speedup:.2f}x the speed of fp32 on this CPU"
+    _VERDICTS[memo] = (speedup >= 1.1, f"native bf16; measured bf16 {speedup:.2f}x the speed of fp32 on this CPU")
+    return _VERDICTS[memo]
 
 
 def resolve_precision(precision: str | None, device: str) -> Precision:

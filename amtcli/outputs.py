@@ -48,6 +48,7 @@ def write_notes(
     grid=None,
     pedal: np.ndarray | None = None,
     steps: tuple[int, ...] = (4,),
+    key: tuple[int, str] | None = None,
 ) -> Path:
     """Write ``notes`` as ``mid``, ``csv``, ``json`` or ``musicxml``.
 
@@ -57,6 +58,7 @@ def write_notes(
     note). ``grid`` (:class:`amtcli.rhythm.BeatGrid`): the MIDI tempo map and time signature, the
     bars of a score (default for a score: estimated from the notes). ``pedal`` ``(n, 2)``: CC64 in
     the MIDI (notes then end at their key release). ``steps``: the score's grid (points per beat).
+    ``key``: the score's ``(tonic, mode)`` (default: estimated from the notes).
     """
     path = Path(path)
     fmt = fmt or format_for(path)
@@ -99,7 +101,9 @@ def write_notes(
         from .rhythm import estimate_grid
         from .score import write_musicxml
 
-        return write_musicxml(notes, path, grid=grid if grid is not None else estimate_grid(notes), steps=steps)
+        return write_musicxml(
+            notes, path, grid=grid if grid is not None else estimate_grid(notes), steps=steps, key=key
+        )
     raise BadInput(f"unknown output format {fmt!r} ({', '.join(dict.fromkeys(FORMATS.values()))})")
 
 
@@ -245,7 +249,7 @@ def write_transcription(
         names = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
         report.lines.append(f"key {names[report.key[0]]} {report.key[1]} (estimated)")
     report.n_notes = len(notes)
-    write_notes(notes, path, fmt=fmt, meta=meta, grid=grid, pedal=pedal, steps=steps)
+    write_notes(notes, path, fmt=fmt, meta=meta, grid=grid, pedal=pedal, steps=steps, key=report.key)
     return report
 
 

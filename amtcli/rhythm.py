@@ -463,9 +463,6 @@ class QuantizeReport:
             f"(at most {self.onset_max_ms:.0f} ms; {self.moved_over_50ms} moved over 50 ms), offsets {self.offset_mean_ms:.0f} ms"
         )
 
-    def as_dict(self) -> dict:
-        return dict(self.__dict__)
-
 
 def quantize_positions(
     on: np.ndarray, off: np.ndarray, *, steps: tuple[int, ...] = (4,)

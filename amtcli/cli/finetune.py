@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from . import app
-from .common import DeviceOpt, OverwriteOpt, PrecisionOpt, console, err_console, handle_errors, progress
+from .common import DeviceOpt, OverwriteOpt, PrecisionOpt, console, err_console, handle_errors, progress, warn
 from .train import (
     NoiseDomainOpt,
     NoiseKindOpt,
@@ -224,7 +224,7 @@ def finetune(
         out, taken = default_run_folder(source, target, resume=resume)
         note = f" ({taken} already holds a run; --resume continues the latest)" if taken else ""
         err_console().print(f"run folder: {out}{note}", soft_wrap=True)
-    from ..inference.transcribe import resolve_device
+    from ..devices import resolve_device
     from ..training.finetune import plot_curves, run_finetune
 
     nc = noise_config(
@@ -235,7 +235,7 @@ def finetune(
 
     def on_event(kind: str, data: dict) -> None:
         if kind == "warning":
-            err_console().print(f"warning: {data['message']}", soft_wrap=True)
+            warn(data["message"])
         elif kind == "info":
             err_console().print(data["message"], soft_wrap=True)
         elif kind == "exported":

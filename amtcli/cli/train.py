@@ -224,8 +224,8 @@ def train(
     [bold]torchrun --nproc-per-node 4 --no-python amt train --data data/piano --device cuda --out runs/piano[/]
     """
     from ..config import DecodeConfig, FeatureConfig, TrainConfig, from_dict, override, to_dict
+    from ..devices import resolve_device
     from ..errors import BadInput
-    from ..inference.transcribe import resolve_device
     from ..nets import ARCHITECTURES, model_config_class
     from ..training.launch import run_training
 

@@ -167,11 +167,12 @@ def transcribe(
     from rich.markup import escape
 
     from ..config import override
+    from ..devices import resolve_device, resolve_precision
     from ..errors import BadInput
     from ..inference.batch import check_outputs, plan_outputs, transcribe_files
-    from ..inference.transcribe import resolve_device, resolve_precision
+    from ..nets import output_kind
     from ..outputs import FORMATS, OutputOptions
-    from ..zoo import load_release, resolve
+    from ..zoo import load_release, read_release_config, resolve
 
     formats = list(dict.fromkeys(FORMATS.values()))
     if fmt is not None and fmt not in formats:
@@ -190,7 +191,11 @@ def transcribe(
     dev = resolve_device(device)
     resolve_precision(precision, dev)  # a bad --precision fails before the model loads
     folder = resolve(model)
-    net, release = load_release(folder, device=dev)
+    if jobs > 1 and len(pairs) > 1:  # the workers load the model; here its config is enough
+        loaded, release = None, read_release_config(folder)
+    else:
+        net, release = load_release(folder, device=dev)
+        loaded = (net, release, folder)
     decode = override(
         release.decode_config,
         onset_threshold=onset_threshold,
@@ -199,7 +204,7 @@ def transcribe(
         min_note_s=min_note_s,
     )
 
-    tokens_model = getattr(net, "output_kind", "frames") == "tokens"
+    tokens_model = output_kind(release.architecture) == "tokens"
     if explain:
         print_decoding(decode, release.decode_config, tokens_model=tokens_model, model=model)
     many = len(pairs) > 1
@@ -222,7 +227,7 @@ def transcribe(
             plot=plot,
             skip_existing=skip_existing,
             jobs=jobs,
-            loaded=(net, release, folder),
+            loaded=loaded,
             on_result=report,
             output_options=out_options,
         )

@@ -139,7 +139,7 @@ class ModelSystem:
         """``(model, release_config)``, loaded on first use."""
         if self._loaded is None:
             if isinstance(self.spec, (str, os.PathLike)):
-                from ..inference.transcribe import resolve_device
+                from ..devices import resolve_device
                 from ..zoo import load_model
 
                 self._loaded = load_model(str(self.spec), device=resolve_device(self.device))

@@ -344,11 +344,14 @@ def transcribe_files(
                 on_result(outcomes[i])
         else:
             todo.append(i)
-    if loaded is None:
+    jobs = max(1, min(jobs, len(todo)))
+    if loaded is not None:
+        net, release, folder = loaded
+    elif jobs == 1:
         folder = resolve(model)
         net, release = load_release(folder, device=device)
-    else:
-        net, release, folder = loaded
+    else:  # each worker loads the model; this process only needs to know where it is
+        folder = resolve(model)
     options = {
         "decode": decode,
         "chunk_s": chunk_s,
@@ -362,7 +365,6 @@ def transcribe_files(
         if on_result:
             on_result(outcome)
 
-    jobs = max(1, min(jobs, len(todo)))
     if jobs == 1:
         for i in todo:
             src, dst = pairs[i]

@@ -44,6 +44,11 @@ def model_config_class(arch: str):
     return _lookup(arch)[1]
 
 
+def output_kind(arch: str) -> str:
+    """What architecture ``arch`` writes: ``frames`` (posteriors) or ``tokens``."""
+    return getattr(_lookup(arch)[0], "output_kind", "frames")
+
+
 def build_model(arch: str, model_config: dict[str, Any] | Any = None, feature_config: FeatureConfig | None = None):
     """Instantiate architecture ``arch`` from a config dataclass or dict (unknown keys are refused)."""
     model_cls, cfg_cls = _lookup(arch)
