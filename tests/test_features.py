@@ -3,7 +3,14 @@ import pytest
 import torch
 from conftest import sine
 
-from amtcli.audio.features import CQTFrontEnd, compute_features, cqt_kernels, get_front_end, n_frames_for
+from amtcli.audio.features import (
+    CQTFrontEnd,
+    NumpyCQT,
+    compute_features,
+    cqt_kernels,
+    get_front_end,
+    n_frames_for,
+)
 from amtcli.config import FeatureConfig
 from amtcli.errors import BadInput
 
@@ -84,6 +91,75 @@ def test_band_wise_cqt_equals_nnaudios(cfg, n_samples, rng):
     np.testing.assert_allclose(ours.numpy(), ref.numpy(), rtol=1e-4, atol=1e-7)
     logs = torch.log(ours + cfg.log_offset) - torch.log(ref + cfg.log_offset)
     assert float(logs.abs().max()) < 1e-5
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=["default", "1-bin-per-key", "hop-320"])
+@pytest.mark.parametrize("n_samples", [1, 700, 16000 * 3 + 123])
+def test_numpy_cqt_equals_nnaudios(cfg, n_samples, rng):
+    """The numpy engine (no torch) gives nnAudio's CQT1992v2 up to float32 rounding: its sums run in
+    another order than a convolution's, so the tolerance is that of float32 sums of ~10^4 terms (the
+    test below shows it is as close to the exact float64 transform as the torch engine)."""
+    x = (0.1 * rng.standard_normal((2, n_samples))).astype(np.float32)
+    x[1, n_samples // 2 :] = 0
+    with torch.inference_mode():
+        ref = _nnaudio_cqt(cfg)(torch.from_numpy(x)).numpy()
+    fe = NumpyCQT(cfg)
+    for row in range(2):
+        ours = fe.magnitude(x[row]).T
+        assert ours.shape == ref[row].shape == (cfg.n_bins, n_frames_for(n_samples, cfg))
+        np.testing.assert_allclose(ours, ref[row], rtol=1e-3, atol=1e-6)
+        logs = np.log(ours + cfg.log_offset) - np.log(ref[row] + cfg.log_offset)
+        assert float(np.abs(logs).max()) < 1e-4
+
+
+def test_numpy_and_torch_engines_are_as_close_to_the_exact_transform(rng):
+    cfg = FeatureConfig()
+    x = (0.1 * rng.standard_normal(16000 * 4)).astype(np.float32)
+    kernels, lengths = cqt_kernels(cfg)
+    width, hop = kernels.shape[1], cfg.hop_length
+    padded = np.zeros(len(x) + width)
+    padded[width // 2 : width // 2 + len(x)] = x
+    frames = np.lib.stride_tricks.sliding_window_view(padded, width)[::hop][: n_frames_for(len(x), cfg)]
+    exact = np.abs(frames @ kernels.astype(np.complex128).T) * np.sqrt(lengths)
+    with torch.inference_mode():
+        by_torch = CQTFrontEnd(cfg).magnitude(torch.from_numpy(x)[None])[0].T.numpy()
+    by_numpy = NumpyCQT(cfg).magnitude(x)
+    err = {k: np.abs(v - exact) / exact for k, v in (("numpy", by_numpy), ("torch", by_torch))}
+    assert np.percentile(err["numpy"], 99) < 1e-5
+    assert np.percentile(err["numpy"], 99) <= 2 * np.percentile(err["torch"], 99)
+
+
+@pytest.mark.parametrize("level_db", [None, -24.0])
+def test_compute_features_engines_agree(level_db, rng):
+    """The numpy engine (the onnxruntime transcription path) and the torch engine give the same
+    features, chunking and level normalisation included."""
+    cfg = FeatureConfig(level_db=level_db)
+    x = (0.01 * rng.standard_normal(16000 * 7 + 77)).astype(np.float32)
+    x[16000 * 2 : 16000 * 3] = 0
+    a = compute_features(x, config=cfg, chunk_s=2.0, engine="numpy")
+    b = compute_features(x, config=cfg, chunk_s=2.0, engine="torch")
+    assert a.shape == b.shape == (n_frames_for(len(x), cfg), cfg.n_bins)
+    assert float(np.abs(a - b).max()) < 1e-4
+    if level_db is None:  # chunked == one pass over the whole signal
+        np.testing.assert_allclose(a, NumpyCQT(cfg)(x), atol=1e-5)
+
+
+def test_unknown_engine_is_one_clear_error():
+    with pytest.raises(BadInput, match="engine"):
+        compute_features(np.zeros(100, np.float32), config=FeatureConfig(), engine="tf")
+
+
+def test_features_module_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np; from amtcli.audio.features import compute_features; from amtcli.config import FeatureConfig; "
+        "compute_features(np.zeros(4000, np.float32), config=FeatureConfig(level_db=-24.0), engine='numpy'); "
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 def test_top_bin_above_nyquist_is_one_clear_error():

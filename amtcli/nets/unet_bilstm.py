@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..audio.features import CQTFrontEnd
+from ..audio.cqt_torch import CQTFrontEnd
 from ..config import FeatureConfig
 from ..errors import ConfigMismatch
 
