@@ -19,7 +19,7 @@ from dataset_fixtures import (
     write_synthetic,
 )
 
-from amtcli.datasets import load_dataset, split_pieces
+from amtcli.datasets import SplitPlan, load_dataset, split_pieces
 from amtcli.datasets.base import read_maps_txt
 from amtcli.datasets.guitarset import piece_of
 from amtcli.datasets.maps import parse_name
@@ -45,6 +45,79 @@ def test_split_pieces_small_sets():
     assert counts == {"train": 5, "validation": 1, "test": 1}
     with pytest.raises(BadInput):
         split_pieces(["a"], fractions=(0.5, 0.2, 0.2))
+
+
+def _disklavier_maps(tmp_path):
+    """The shape of the real validation set: ENSTDkCl and ENSTDkAm takes, one piece played on both."""
+    return write_maps(
+        tmp_path / "maps",
+        {"ENSTDkCl": ["alb_se2", "mz_311_1", "scn15_11", "scn16_3"], "ENSTDkAm": ["chpn_p14", "scn15_11", "grieg"]},
+        mid=False,
+    )
+
+
+def test_folds_by_piece_test_every_recording_once_and_keep_takes_together(tmp_path):
+    root = _disklavier_maps(tmp_path)
+    assert {it.split for it in load_dataset("maps", root=root, split="all")} == {"test"}  # the official split
+    tested: list[str] = []
+    for fold in range(3):
+        plan = SplitPlan(folds=3, fold=fold)
+        assert plan.by == "piece"
+        items = load_dataset("maps", root=root, split="all", plan=plan)
+        assert len(items) == 7
+        by_split = {s: {it.id for it in items if it.split == s} for s in ("train", "validation", "test")}
+        assert all(by_split.values()), (fold, by_split)  # none empty: 6 pieces, 3 folds
+        assert sum(map(len, by_split.values())) == 7  # each item in exactly one split
+        both = {it.split for it in items if it.piece == "scn15_11"}
+        assert len(both) == 1  # the Cl and Am takes of one piece stay together
+        test = load_dataset("maps", root=root, split="test", plan=plan)
+        assert {it.id for it in test} == by_split["test"]
+        tested += [it.id for it in test]
+    assert sorted(tested) == sorted(it.id for it in load_dataset("maps", root=root, split="all"))  # once each
+
+    # deterministic for a seed, another seed deals other folds
+    def deal(seed):
+        return [
+            {it.id for it in load_dataset("maps", root=root, split="test", plan=SplitPlan(folds=3, fold=f, seed=seed))}
+            for f in range(3)
+        ]
+
+    assert deal(0) == deal(0) and deal(0) != deal(5)
+    assert sorted(x for fold in deal(5) for x in fold) == sorted(tested)
+
+
+def test_split_by_piece_makes_five_takes_usable(tmp_path):
+    root = write_pairs(tmp_path / "takes", [f"take{i}" for i in range(5)])
+    own = load_dataset("pairs", root=root, split="all")
+    assert Counter(it.split for it in own) == {"train": 5}  # 80/10/10 of 5 pieces: nothing held out
+    resplit = load_dataset("pairs", root=root, split="all", plan=SplitPlan(by="piece"))
+    assert Counter(it.split for it in resplit) == {"train": 3, "validation": 1, "test": 1}
+    folds = [load_dataset("pairs", root=root, split="all", plan=SplitPlan(folds=5, fold=f)) for f in range(5)]
+    assert [Counter(it.split for it in items) for items in folds] == [{"train": 3, "validation": 1, "test": 1}] * 5
+    assert sorted(next(it.id for it in items if it.split == "test") for items in folds) == [it.id for it in own]
+    two = load_dataset(
+        "pairs", root=write_pairs(tmp_path / "two", ["a", "b"]), split="all", plan=SplitPlan(folds=2, fold=1)
+    )
+    assert Counter(it.split for it in two) == {"train": 1, "test": 1}  # one piece left: no validation
+
+
+def test_split_plan_errors_name_the_empty_fold(tmp_path):
+    root = write_pairs(tmp_path / "takes", [f"take{i}" for i in range(3)])
+    with pytest.raises(BadInput, match="only 3 piece"):
+        load_dataset("pairs", root=root, plan=SplitPlan(folds=4, fold=0))
+    with pytest.raises(BadInput, match="only 1 piece"):
+        load_dataset("pairs", root=write_pairs(tmp_path / "one", ["a"]), plan=SplitPlan(folds=2, fold=0))
+    with pytest.raises(BadInput, match="--fold 0..2"):
+        load_dataset("pairs", root=root, plan=SplitPlan(folds=3))
+    for kwargs, message in [
+        ({"folds": 3, "fold": 3}, "0..2"),
+        ({"fold": 1}, "needs --folds"),
+        ({"folds": 1}, "at least 2"),
+        ({"by": "file"}, "--split-by file"),
+    ]:
+        with pytest.raises(BadInput, match=message):
+            SplitPlan(**kwargs)
+    assert SplitPlan.from_dict(SplitPlan(folds=3, fold=2, seed=4).to_dict()) == SplitPlan(folds=3, fold=2, seed=4)
 
 
 # ----------------------------------------------------------------------------------------- MAPS

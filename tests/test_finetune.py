@@ -242,3 +242,88 @@ def test_finetune_option_errors_are_one_line(pairs, tmp_path):
         assert message in res.output, (args, res.output)
         assert "Traceback" not in res.output and len(res.output.strip().splitlines()) <= 2, res.output
     assert not (tmp_path / "r").exists()  # nothing was trained or written
+
+
+# ------------------------------------------------------------------------------ small sets, folds
+
+
+@pytest.fixture(scope="module")
+def five_takes(tmp_path_factory):
+    """Five takes of one's own playing: the 80/10/10 split holds nothing out."""
+    return write_pairs(tmp_path_factory.mktemp("takes"), n=5, duration_s=2.0, seed=1)
+
+
+def test_small_set_split_errors_are_one_line(five_takes, tmp_path):
+    base = ["finetune", "--from", "tiny-test", "--to", "pairs", "--root", str(five_takes), "--out", str(tmp_path / "r")]
+    cases = [
+        ([], "--folds K"),  # the dataset's own split: all five in train
+        (["--folds", "6"], "only 5 piece(s)"),
+        (["--folds", "3", "--fold", "3"], "0..2"),
+        (["--fold", "1"], "needs --folds"),
+        (["--split-by", "take"], "--split-by take"),
+        (["--folds", "3", "--release", str(tmp_path / "rel")], "give --fold"),
+    ]
+    for extra, message in cases:
+        res = runner.invoke(app, base + extra)
+        assert res.exit_code != 0, extra
+        assert message in res.output, (extra, res.output)
+        assert "Traceback" not in res.output and len(res.output.strip().splitlines()) <= 2, res.output
+    assert not (tmp_path / "r").exists() and not (tmp_path / "rel").exists()
+
+
+@pytest.mark.slow
+def test_finetune_folds_test_every_take_once_and_pool_the_counts(five_takes, tmp_path):
+    from amtcli.datasets import load_dataset
+
+    run = tmp_path / "run"
+    args = ["finetune", "--from", "tiny-test", "--to", "pairs", "--root", str(five_takes), "--out", str(run)]
+    args += [
+        "--folds",
+        "3",
+        "--steps",
+        "2",
+        "--batch-size",
+        "2",
+        "--crop-s",
+        "1",
+        "--val-every",
+        "1",
+        "--device",
+        "cpu",
+    ]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "held-out folds · 5 recording(s), each tested once" in res.output
+    reports = [json.loads((run / f"fold-{i}" / "finetune.json").read_text()) for i in range(3)]
+    tested = [x for r in reports for x in r["test_ids"]]
+    assert sorted(tested) == sorted(it.id for it in load_dataset("pairs", root=five_takes, split="all"))
+    for i, r in enumerate(reports):
+        assert r["split"] == {"by": "piece", "folds": 3, "fold": i, "seed": 0}
+        assert r["split_counts"]["train"] >= 2 and r["split_counts"]["validation"] == 1
+        assert (run / f"fold-{i}" / "release" / "model.safetensors").is_file()
+        spec = json.loads((run / f"fold-{i}" / "config.json").read_text())
+        assert spec["split"]["fold"] == i  # the training loop read the same fold
+    pooled = json.loads((run / "folds.json").read_text())
+    tp, n_ref, n_est = (sum(r["counts"]["fine_tuned"]["note"][k] for r in reports) for k in range(3))
+    assert pooled["fine_tuned"]["note_f1"] == pytest.approx(2 * tp / (n_ref + n_est) if n_ref + n_est else 0.0)
+    assert pooled["test_items"] == 5
+
+    # --resume reads finished folds back instead of training them again
+    again = runner.invoke(app, args + ["--resume"])
+    assert again.exit_code == 0, again.output
+    assert again.output.count("finished before") == 3
+    assert json.loads((run / "folds.json").read_text())["fine_tuned"] == pooled["fine_tuned"]
+
+    # amt evaluate scores a fold's release on exactly that fold's held-out takes
+    js = tmp_path / "fold1.json"
+    res = runner.invoke(
+        app,
+        ["evaluate", "-d", "pairs", "--root", str(five_takes), "--folds", "3", "--fold", "1"]
+        + ["-m", str(run / "fold-1" / "release"), "--device", "cpu", "--json", str(js)],
+    )
+    assert res.exit_code == 0, res.output
+    doc = json.loads(js.read_text())
+    assert sorted(f["id"] for f in doc["runs"][0]["files"]) == sorted(reports[1]["test_ids"])
+    assert doc["runs"][0]["aggregate"]["micro"]["note"]["f1"] == pytest.approx(reports[1]["fine_tuned"]["note_f1"])
+    res = runner.invoke(app, ["evaluate", "-d", "pairs", "--root", str(five_takes), "--folds", "3"])
+    assert res.exit_code != 0 and "--fold 0..2" in res.output and "Traceback" not in res.output

@@ -18,6 +18,37 @@ from .common import DeviceOpt, OverwriteOpt, PrecisionOpt, console, err_console,
 
 DEFAULT_MODEL = "synthetic"  # scored when neither --model nor --predictions is given
 
+# the dataset split options that amt evaluate and amt finetune share
+SplitByOpt = Annotated[
+    str,
+    typer.Option(
+        "--split-by",
+        help="dataset: the dataset's own split (official, or 80/10/10 by piece); piece: re-split every recording by "
+        "piece (80/10/10, at least one piece each for validation and test; all takes of a piece stay together).",
+    ),
+]
+FoldsOpt = Annotated[
+    Optional[int],
+    typer.Option(
+        "--folds",
+        min=2,
+        help="K-fold cross-validation by piece (implies --split-by piece): fold i is the test split, validation "
+        "comes from the other folds, every recording is tested once.",
+        show_default=False,
+    ),
+]
+FoldOpt = Annotated[
+    Optional[int],
+    typer.Option("--fold", min=0, help="With --folds K: the fold to hold out (0..K-1).", show_default=False),
+]
+
+
+def split_plan(split_by: str, folds: Optional[int], fold: Optional[int], *, seed: int):
+    """The :class:`~amtcli.datasets.SplitPlan` of the split options (bad combinations: BadInput)."""
+    from ..datasets import SplitPlan
+
+    return SplitPlan(by=split_by, folds=folds, fold=fold, seed=seed)
+
 
 def _fmt(value: Optional[float]) -> str:
     return "—" if value is None else f"{value:.3f}"
@@ -159,7 +190,10 @@ def _run_transcription(opts: dict) -> None:
 
     name = opts["dataset"]
     dataset_info(name)  # unknown names fail here, before anything is read
-    split = opts["split"] or ("all" if name == "pairs" else "test")
+    plan = split_plan(opts["split_by"], opts["folds"], opts["fold"], seed=opts["split_seed"])
+    if plan.folds is not None and plan.fold is None:
+        raise BadInput(f"--folds {plan.folds}: say which fold's split to score (--fold 0..{plan.folds - 1})")
+    split = opts["split"] or ("all" if name == "pairs" and plan.default else "test")
     everything = load_dataset(
         name,
         root=opts["root"],
@@ -167,6 +201,7 @@ def _run_transcription(opts: dict) -> None:
         split_seed=opts["split_seed"],
         audio_variant=opts["audio_variant"],
         annotation=opts["annotation"],
+        plan=plan,
     )
     items = select_split(everything, split)
     if not items:
@@ -230,6 +265,7 @@ def _run_transcription(opts: dict) -> None:
             "root": str(everything.root),
             "split": split,
             "split_seed": opts["split_seed"],
+            "split_plan": plan.to_dict(),
             "audio_variant": opts["audio_variant"],
             "annotation": opts["annotation"],
             "n_items": len(items),
@@ -281,8 +317,14 @@ def evaluate(
     ] = None,
     split_seed: Annotated[
         int,
-        typer.Option("--split-seed", help="Seed of the 80/10/10 split by piece (datasets without an official split)."),
+        typer.Option(
+            "--split-seed",
+            help="Seed of the 80/10/10 split by piece (datasets without an official split; --split-by piece; --folds).",
+        ),
     ] = 0,
+    split_by: SplitByOpt = "dataset",
+    folds: FoldsOpt = None,
+    fold: FoldOpt = None,
     audio_variant: Annotated[
         Optional[str],
         typer.Option(
@@ -344,6 +386,7 @@ def evaluate(
     [bold]amt evaluate -d maestro --split test -m synthetic[/] — our model on MAESTRO's test split.
     [bold]amt evaluate -d pairs --root takes/ -p other_tool_midi/ -m synthetic[/] — two tools side by side.
     [bold]amt evaluate -d maps -m synthetic --snr 30,20,10,0,-5 --noise pink --plot snr.png[/] — robustness to noise.
+    [bold]amt evaluate -d maps -m runs/maps/fold-0/release --folds 3 --fold 0[/] — a fine-tune on the fold it never saw.
     """
     from ..errors import BadInput
 
@@ -355,6 +398,9 @@ def evaluate(
             "root": root,
             "split": split,
             "split_seed": split_seed,
+            "split_by": split_by,
+            "folds": folds,
+            "fold": fold,
             "audio_variant": audio_variant,
             "annotation": annotation,
             "limit": limit,

@@ -9,6 +9,7 @@ import typer
 
 from . import app
 from .common import DeviceOpt, OverwriteOpt, PrecisionOpt, console, err_console, handle_errors, progress, warn
+from .evaluate import FoldOpt, FoldsOpt, SplitByOpt, split_plan
 from .train import (
     NoiseDomainOpt,
     NoiseKindOpt,
@@ -151,6 +152,10 @@ def finetune(
     ] = False,
     precision: PrecisionOpt = "auto",
     seed: Annotated[int, typer.Option(help="Random seed (batches; the random init with --from scratch).")] = 0,
+    split_by: SplitByOpt = "dataset",
+    folds: FoldsOpt = None,
+    fold: FoldOpt = None,
+    split_seed: Annotated[int, typer.Option("--split-seed", help="Seed of the split by piece and of the folds.")] = 0,
     test_limit: Annotated[
         Optional[int], typer.Option("--test-limit", min=1, help="Score only the first N test recordings (by id).")
     ] = None,
@@ -189,10 +194,13 @@ def finetune(
     """Fine-tune a model on a dataset and compare it with the starting model on the test split.
 
     Trains on the train split with early stopping on the validation split, exports a release
-    folder, and prints zero-shot versus fine-tuned F1 on the test split.
+    folder, and prints zero-shot versus fine-tuned F1 on the test split. A small set (MAPS's
+    Disklavier takes, a few recordings of one's own) is re-split by piece: --split-by piece, or
+    --folds K to run every fold (RUN/fold-<i>) and pool their held-out scores.
 
     [bold]amt finetune --from synthetic --to guitarset --root data/GuitarSet --steps 2000 --out runs/gs --plot gs.png[/]
     [bold]amt finetune --from scratch --to guitarset --root data/GuitarSet --steps 2000 --out runs/gs-scratch[/]
+    [bold]amt finetune --from synthetic --to maps --root data/maps --folds 3 --steps 400 --out runs/maps[/]
     [bold]amt finetune --compare runs/gs --compare runs/gs-scratch --plot curves.png[/]
     """
     from ..errors import BadInput, OutputExists
@@ -203,9 +211,7 @@ def finetune(
             raise BadInput(f"--plot {plot}: give a .png, .pdf or .svg file name")
         if plot.exists() and not overwrite:
             raise OutputExists(f"{plot} already exists (use --overwrite to replace it)")
-    for run in compare:
-        if not (run / "metrics.jsonl").is_file():
-            raise BadInput(f"--compare {run}: not a training run folder (no metrics.jsonl)")
+    compare = [r for run in compare for r in _run_folders(run)]
 
     if source is None and target is None and out is None:  # only draw
         if plot is None or not compare:
@@ -220,6 +226,7 @@ def finetune(
     missing = [flag for flag, value in (("--from", source), ("--to", target)) if value is None]
     if missing:
         raise BadInput(f"fine-tuning needs {', '.join(missing)}")
+    plan = split_plan(split_by, folds, fold, seed=split_seed)
     if out is None:
         out, taken = default_run_folder(source, target, resume=resume)
         note = f" ({taken} already holds a run; --resume continues the latest)" if taken else ""
@@ -238,6 +245,10 @@ def finetune(
             warn(data["message"])
         elif kind == "info":
             err_console().print(data["message"], soft_wrap=True)
+        elif kind == "fold":
+            console().print(
+                f"[bold]fold {data['fold']} (of 0..{data['folds'] - 1})[/]: {data['folder']}", soft_wrap=True
+            )
         elif kind == "exported":
             console().print(f"release: {data['folder']} (step {data['step']})")
         elif kind == "scoring":
@@ -274,6 +285,7 @@ def finetune(
             resume=resume,
             device=dev,
             overwrite=overwrite,
+            split_plan=plan,
             on_event=on_event,
             progress=render_training,
         )
@@ -282,7 +294,22 @@ def finetune(
             scoring["bar"].stop()
     if result is None:  # another rank under torchrun
         return
+    for part in result.folds:
+        _render_comparison(part.results, title=part.title)
     _render_comparison(result.results, title=result.title)
     if plot is not None:
-        plot_curves(plot, [out, *compare], title=f"{target}: validation F1 while fine-tuning")
+        plot_curves(plot, [*_run_folders(out), *compare], title=f"{target}: validation F1 while fine-tuning")
         console().print(f"wrote {plot}")
+
+
+def _run_folders(run: Path) -> list[Path]:
+    """A training run folder, or the ``fold-<i>`` run folders of a k-fold fine-tune."""
+    from ..errors import BadInput
+
+    if (run / "metrics.jsonl").is_file():
+        return [run]
+    found = [p.parent for p in run.glob("fold-*/metrics.jsonl") if p.parent.name[5:].isdigit()]
+    folds = sorted(found, key=lambda p: int(p.name[5:]))
+    if not folds:
+        raise BadInput(f"--compare {run}: not a training run folder (no metrics.jsonl, no fold-<i>/metrics.jsonl)")
+    return folds

@@ -11,7 +11,7 @@ import os
 
 from ..errors import BadInput
 from .base import SPLIT_CHOICES, SPLITS, DatasetInfo, Item, ItemList, load_label, resolve_root
-from .splits import check_split, select_split, split_pieces
+from .splits import SPLIT_BY, SplitPlan, apply_plan, check_split, fold_pieces, select_split, split_folds, split_pieces
 
 # name -> (module, reader function); modules are imported on use.
 READERS: dict[str, tuple[str, str]] = {
@@ -40,6 +40,7 @@ def load_dataset(
     split_seed: int = 0,
     audio_variant: str | None = None,
     annotation: str | None = None,
+    plan: SplitPlan | None = None,
 ) -> ItemList:
     """The items of one split of a dataset, sorted by id.
 
@@ -48,7 +49,9 @@ def load_dataset(
     datasets without an official split (GuitarSet, pairs; MAPS train/validation).
     ``audio_variant``: GuitarSet audio (``mono-mic`` default, ``mono-pickup_mix``,
     ``hex-pickup_original``, ``hex-pickup_debleeded``). ``annotation``: MAPS labels, ``mid``
-    (default when present) or ``txt``.
+    (default when present) or ``txt``. ``plan``: a :class:`SplitPlan` that re-splits every
+    recording by piece (80/10/10, or fold ``plan.fold`` of ``plan.folds`` as the test split),
+    replacing the reader's own split; ``split_seed`` does not apply then (the plan has its seed).
 
     Raises :class:`~amtcli.errors.DatasetNotFound` (where it looked, how to point amt at the
     data, where to get it) and :class:`~amtcli.errors.BadInput` for unknown names and options.
@@ -70,6 +73,8 @@ def load_dataset(
     if name == "maps":
         kwargs["annotation"] = annotation
     everything = reader(folder, **kwargs)
+    if plan is not None and not plan.default:
+        everything = ItemList(apply_plan(everything, plan), root=everything.root, skipped=everything.skipped)
     chosen = sorted(select_split(everything, split), key=lambda it: it.id)
     return ItemList(chosen, root=everything.root, skipped=everything.skipped)
 
@@ -83,6 +88,11 @@ __all__ = [
     "dataset_info",
     "resolve_root",
     "split_pieces",
+    "split_folds",
+    "fold_pieces",
+    "apply_plan",
+    "SplitPlan",
+    "SPLIT_BY",
     "select_split",
     "SPLITS",
     "SPLIT_CHOICES",

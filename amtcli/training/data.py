@@ -69,7 +69,7 @@ class _Entry:
     features_config: dict | None = None  # the front end the stored features were made with
 
 
-def _entries(sources: Iterable[str | os.PathLike], split: str) -> list[_Entry]:
+def _entries(sources: Iterable[str | os.PathLike], split: str, plan=None) -> list[_Entry]:
     from ..datasets import load_dataset
 
     out: list[_Entry] = []
@@ -93,7 +93,7 @@ def _entries(sources: Iterable[str | os.PathLike], split: str) -> list[_Entry]:
                     )
                 )
         else:
-            for item in load_dataset(name, root=root, split=split):
+            for item in load_dataset(name, root=root, split=split, plan=plan):
                 out.append(
                     _Entry(
                         (os.fspath(source), item.id),
@@ -155,14 +155,18 @@ def load_examples(
     limit: int | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     cache_dir: str | os.PathLike | None = None,
+    split_plan=None,
 ) -> list[Example]:
     """Load the ``split`` items of one or more sources (``amt synth`` folders or ``NAME:ROOT``).
+
+    ``split_plan``: a :class:`~amtcli.datasets.SplitPlan` that re-splits the ``NAME:ROOT``
+    sources by piece (k-fold); ``amt synth`` folders keep their manifest's split.
 
     Stored features (``.npy`` written with the same front end) are memory-mapped; the features of
     other items are computed from the audio here (and cached in ``cache_dir`` when given).
     Items are sorted by (source, id); ``limit`` keeps the first ones.
     """
-    entries = _entries(sources, split)
+    entries = _entries(sources, split, split_plan)
     if limit is not None:
         entries = entries[:limit]
     cache = Path(cache_dir) if cache_dir is not None else None
@@ -184,10 +188,11 @@ def cache_features(
     limit: int | None = None,
     shard: tuple[int, int] = (0, 1),
     on_progress: Callable[[int, int], None] | None = None,
+    split_plan=None,
 ) -> int:
     """Compute and cache the features of every ``shard[1]``-th item starting at ``shard[0]`` (one
     process's share when several fill the cache together). Returns the number of items computed."""
-    entries = _entries(sources, split)
+    entries = _entries(sources, split, split_plan)
     if limit is not None:
         entries = entries[:limit]
     rank, world = shard

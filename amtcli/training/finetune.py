@@ -103,6 +103,20 @@ def summarize(run) -> dict[str, float | None]:
     }
 
 
+def _score(items, systems, *, device: str, root: Path | None, on_step) -> tuple[dict, dict]:
+    """``({name: summary}, {name: {metric: [tp, n_ref, n_est]}})`` of each system on ``items``."""
+    from ..evaluation.suites import ModelSystem, run_evaluation
+
+    runs = run_evaluation(
+        items, [ModelSystem(m, name=n, device=device) for n, m in systems], root=root, on_step=on_step
+    )
+    counts = {}
+    for r in runs:
+        micro = r.aggregate()["micro"]
+        counts[r.system] = {m: [v["tp"], v["n_ref"], v["n_est"]] for m, v in micro.items() if v is not None}
+    return {r.system: summarize(r) for r in runs}, counts
+
+
 def compare_on(
     items,
     systems: Sequence[tuple[str, Any]],
@@ -113,12 +127,29 @@ def compare_on(
 ) -> dict[str, dict[str, float | None]]:
     """Score each ``(name, model)`` (a loaded ``(model, ReleaseConfig)`` or a model spec) on ``items``
     with :func:`amtcli.evaluation.suites.run_evaluation`; ``{name: summary}`` in order."""
-    from ..evaluation.suites import ModelSystem, run_evaluation
+    return _score(items, systems, device=device, root=root, on_step=on_step)[0]
 
-    runs = run_evaluation(
-        items, [ModelSystem(m, name=n, device=device) for n, m in systems], root=root, on_step=on_step
-    )
-    return {r.system: summarize(r) for r in runs}
+
+def pool_counts(counts: Sequence[dict[str, list[int]]]) -> dict[str, float | None]:
+    """The summary (:data:`SUMMARY_KEYS`) of pooled ``{metric: [tp, n_ref, n_est]}`` counts: micro
+    scores over every file of every fold, as if scored in one run."""
+    from ..evaluation.metrics import Counts
+
+    total: dict[str, Counts] = {}
+    for c in counts:
+        for metric, (tp, n_ref, n_est) in c.items():
+            total[metric] = total.get(metric, Counts(0, 0, 0)) + Counts(tp, n_ref, n_est)
+
+    def get(metric: str, key: str = "f1"):
+        return getattr(total[metric], key) if metric in total else None
+
+    return {
+        "frame_f1": get("frame"),
+        "note_precision": get("note", "precision"),
+        "note_recall": get("note", "recall"),
+        "note_f1": get("note"),
+        "note_offset_f1": get("note_offset"),
+    }
 
 
 # ------------------------------------------------------------------------------------ the recipe
@@ -126,11 +157,18 @@ def compare_on(
 
 @dataclass
 class FinetuneResult:
-    """What :func:`run_finetune` did: the report written to ``RUN/finetune.json`` and the scores by system name."""
+    """What :func:`run_finetune` did: the report written to ``RUN/finetune.json`` (``OUT/folds.json``
+    for k-fold runs) and the scores by system name; ``folds``: each fold's own result."""
 
     report: dict[str, Any]
     results: dict[str, dict[str, float | None]]
     title: str
+    folds: list["FinetuneResult"] = field(default_factory=list)
+
+
+def fold_folder(out: str | os.PathLike, fold: int) -> Path:
+    """The run folder of fold ``fold`` of a k-fold fine-tune in ``out``: ``out/fold-<fold>``."""
+    return Path(out) / f"fold-{fold}"
 
 
 def run_finetune(
@@ -158,6 +196,7 @@ def run_finetune(
     resume: bool = False,
     device: str = "cpu",
     overwrite: bool = False,
+    split_plan=None,
     on_event: Callable[[str, dict[str, Any]], None] | None = None,
     progress=None,
 ) -> FinetuneResult | None:
@@ -168,10 +207,85 @@ def run_finetune(
     default ``OUT/release``), scores the starting point and the result on the test split (the first
     ``test_limit`` recordings) and writes ``OUT/finetune.json``. ``noise``: a
     :class:`~amtcli.training.noise.NoiseConfig` for noise rounds after the clean phase.
-    ``on_event(kind, data)`` reports: ``warning`` and ``info`` (a message), ``exported``,
-    ``scoring`` (the number of scoring steps), ``scored`` (one step done). ``progress``: see
-    :func:`amtcli.training.launch.run_training`. Returns ``None`` on the ranks other than 0 under torchrun.
+
+    ``split_plan``: a :class:`~amtcli.datasets.SplitPlan` replacing the dataset's own split (by
+    piece; k-fold). With ``folds`` and no ``fold``, every fold runs in turn in ``OUT/fold-<i>``
+    (each exports to its own ``release``), and the result pools the held-out scores of all folds
+    (micro over every recording, each tested once; ``OUT/folds.json``); with ``resume``, folds
+    already finished are read back from their ``finetune.json``.
+
+    ``on_event(kind, data)`` reports: ``warning`` and ``info`` (a message), ``fold`` (the fold
+    about to run), ``exported``, ``scoring`` (the number of scoring steps), ``scored`` (one step
+    done). ``progress``: see :func:`amtcli.training.launch.run_training`. Returns ``None`` on the
+    ranks other than 0 under torchrun.
     """
+    from ..datasets import SplitPlan, load_dataset
+
+    plan = split_plan or SplitPlan()
+    args = {
+        k: v
+        for k, v in locals().items()
+        if k not in ("plan", "split_plan", "SplitPlan", "load_dataset", "out", "release")
+    }
+    if plan.folds is None or plan.fold is not None:
+        return _finetune_one(out=Path(out), release=release, plan=plan, **args)
+    if release is not None:
+        raise BadInput(
+            f"--release {release}: with --folds {plan.folds} and no --fold each fold exports to "
+            f"{Path(out) / 'fold-<i>' / 'release'}; give --fold to name one release folder"
+        )
+    load_dataset(target, root=root, split="all", plan=plan.with_fold(0))  # too many folds fails now
+    emit = on_event or (lambda kind, data: None)
+    parts: list[FinetuneResult] = []
+    for fold in range(plan.folds):
+        folder = fold_folder(out, fold)
+        done = folder / "finetune.json"
+        emit("fold", {"fold": fold, "folds": plan.folds, "folder": str(folder)})
+        if resume and done.is_file():
+            report = json.loads(done.read_text())
+            emit("info", {"message": f"fold {fold}: finished before, read back from {done}"})
+            parts.append(_result_of(report))
+            continue
+        result = _finetune_one(
+            out=folder, release=None, plan=plan.with_fold(fold), **{**args, "resume": resume and folder.exists()}
+        )
+        if result is None:
+            return None
+        parts.append(result)
+    return _pool(parts, out=Path(out), plan=plan)
+
+
+def _result_of(report: dict[str, Any]) -> FinetuneResult:
+    """A :class:`FinetuneResult` from a fold's ``finetune.json``."""
+    names = report["systems"]
+    results = {names["zero_shot"]: report["zero_shot"], names["fine_tuned"]: report["fine_tuned"]}
+    return FinetuneResult(report, results, report["title"])
+
+
+def _pool(parts: list[FinetuneResult], *, out: Path, plan) -> FinetuneResult:
+    """The held-out scores of every fold, pooled; written to ``out/folds.json``."""
+    first = parts[0].report
+    zero = pool_counts([p.report["counts"]["zero_shot"] for p in parts])
+    tuned = pool_counts([p.report["counts"]["fine_tuned"] for p in parts])
+    n_items = sum(p.report["test_items"] for p in parts)
+    report = {
+        "from": first["from"],
+        "to": first["to"],
+        "root": first["root"],
+        "split": plan.to_dict(),
+        "folds": [p.report for p in parts],
+        "test_items": n_items,
+        "zero_shot": zero,
+        "fine_tuned": tuned,
+    }
+    (out / "folds.json").write_text(json.dumps(report, indent=2) + "\n")
+    zero_name = first["systems"]["zero_shot"]
+    tuned_name = f"fine-tuned: {out.name} ({len(parts)} folds)"
+    title = f"{first['to']} · held-out folds · {n_items} recording(s), each tested once: {first['from']} -> {out.name}"
+    return FinetuneResult(report, {zero_name: zero, tuned_name: tuned}, title, folds=parts)
+
+
+def _finetune_one(*, out: Path, release, plan, **kw) -> FinetuneResult | None:
     from ..config import TrainConfig
     from ..datasets import dataset_info, load_dataset, select_split
     from ..errors import OutputExists
@@ -183,8 +297,9 @@ def run_finetune(
     from .loop import RunSpec
     from .noise import NoiseConfig
 
-    emit = on_event or (lambda kind, data: None)
-    out = Path(out)
+    source, target, root, seed, overwrite = kw["source"], kw["target"], kw["root"], kw["seed"], kw["overwrite"]
+    device = kw["device"]
+    emit = kw["on_event"] or (lambda kind, data: None)
     release = Path(release) if release is not None else out / "release"
     dataset_info(target)  # unknown names fail here
     existing = [f for f in RELEASE_FILES if (release / f).exists()]
@@ -192,33 +307,43 @@ def run_finetune(
         raise OutputExists(f"--release {release}: already holds {', '.join(existing)} (use --overwrite)")
 
     # every split first: an empty one fails now, not after training
-    everything = load_dataset(target, root=root, split="all")
+    everything = load_dataset(target, root=root, split="all", plan=plan)
     counts = {s: len(select_split(everything, s)) for s in ("train", "validation", "test")}
     have = ", ".join(f"{k} {v}" for k, v in counts.items())
     if not counts["train"] or not counts["test"]:
-        raise BadInput(f"{target} ({everything.root}): fine-tuning needs train and test recordings (found: {have})")
+        hint = ""
+        if plan.default:
+            hint = (
+                "; re-split it by piece with --split-by piece (80/10/10, at least one recording each for validation "
+                "and test) or --folds K (k-fold: every recording tested once)"
+            )
+        raise BadInput(
+            f"{target} ({everything.root}): fine-tuning needs train and test recordings (found: {have}){hint}"
+        )
     if not counts["validation"]:
         emit("warning", {"message": f"{target} has no validation recordings: no early stopping, the last step is kept"})
-    start = load_start(source, like=like)
+    start = load_start(source, like=kw["like"])
     groups = freeze_groups(start.architecture)
-    for group in freeze:
+    for group in kw["freeze"]:
         if group not in groups:
             raise BadInput(
                 f"--freeze {group}: not a part of {start.architecture} that can be frozen (choose from {', '.join(groups) or 'none'})"
             )
-    emit("info", {"message": f"{target} ({everything.root}): {have}; starting from {start.source}"})
+    split_note = "" if plan.default else f" ({plan.describe()})"
+    emit("info", {"message": f"{target} ({everything.root}){split_note}: {have}; starting from {start.source}"})
 
+    steps, lr = kw["steps"], kw["lr"]
     tc = TrainConfig(
         steps=steps,
-        batch_size=batch_size,
-        crop_s=crop_s,
+        batch_size=kw["batch_size"],
+        crop_s=kw["crop_s"],
         lr=lr,
         lr_min=min(TrainConfig.lr_min, lr / 10),
         warmup_steps=max(1, min(200, steps // 20)),
-        val_every=val_every,
-        checkpoint_every=val_every,
-        pitch_balanced=pitch_balanced,
-        precision=precision,
+        val_every=kw["val_every"],
+        checkpoint_every=kw["val_every"],
+        pitch_balanced=kw["pitch_balanced"],
+        precision=kw["precision"],
         seed=seed,
     )
     spec = RunSpec(
@@ -229,52 +354,59 @@ def run_finetune(
         start.decode_config,
         data=[dataset_source(target, everything.root)],
         init_from=start.source,
-        noise=noise or NoiseConfig(),
-        freeze=tuple(freeze),
-        patience=patience,
+        noise=kw["noise"] or NoiseConfig(),
+        freeze=tuple(kw["freeze"]),
+        patience=kw["patience"],
+        split=None if plan.default else plan.to_dict(),
     )
     _, is_main = run_training(
         spec,
         out=out,
-        resume=resume,
+        resume=kw["resume"],
         device=device,
-        nproc=nproc,
+        nproc=kw["nproc"],
         initial_state=start.state,
-        cache=cache,
+        cache=kw["cache"],
         validate_first=True,
-        progress=progress,
+        progress=kw["progress"],
     )
     if not is_main:
         return None
     exported = export_run(out, release, checkpoint="best", name=release.name, overwrite=overwrite)
     emit("exported", {"folder": str(exported.folder), "step": exported.step})
 
-    items = load_dataset(target, root=everything.root, split="test")
-    if test_limit:
-        items = items[:test_limit]
+    items = load_dataset(target, root=everything.root, split="test", plan=plan)
+    if kw["test_limit"]:
+        items = items[: kw["test_limit"]]
     zero_name = "random init (scratch)" if start.scratch else f"zero-shot: {source}"
     tuned_name = f"fine-tuned: {out.name}"
     emit("scoring", {"total": 2 * len(items)})
-    results = compare_on(
+    results, scored = _score(
         items,
         [(zero_name, start_model(start, seed=seed)), (tuned_name, str(release))],
         device=device,
         root=everything.root,
         on_step=lambda message: emit("scored", {"message": message}),
     )
+    fold = "" if plan.fold is None else f" · fold {plan.fold} of {plan.folds}"
+    title = f"{target} · test{fold} · {len(items)} recording(s): {start.source} -> {out.name}"
     report = {
         "from": start.source,
         "to": target,
         "root": str(everything.root),
+        "split": plan.to_dict(),
         "split_counts": counts,
         "test_items": len(items),
+        "test_ids": [it.id for it in items],
         "release": str(release),
         "best_step": exported.step,
         "zero_shot": results[zero_name],
         "fine_tuned": results[tuned_name],
+        "counts": {"zero_shot": scored[zero_name], "fine_tuned": scored[tuned_name]},
+        "systems": {"zero_shot": zero_name, "fine_tuned": tuned_name},
+        "title": title,
     }
     (out / "finetune.json").write_text(json.dumps(report, indent=2) + "\n")
-    title = f"{target} · test · {len(items)} recording(s): {start.source} -> {out.name}"
     return FinetuneResult(report, results, title)
 
 
@@ -309,7 +441,8 @@ def read_curve(run_dir: str | os.PathLike) -> Curve:
         init_from = json.loads((run / "config.json").read_text()).get("init_from")
     except (OSError, json.JSONDecodeError):
         pass
-    curve = Curve(run.name, init_from)
+    name = f"{run.parent.name}/{run.name}" if run.name.startswith("fold-") else run.name
+    curve = Curve(name, init_from)
     for line in metrics.read_text().splitlines():
         try:
             rec = json.loads(line)

@@ -20,7 +20,7 @@ import json
 import math
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from ..config import DecodeConfig, FeatureConfig, TrainConfig, from_dict, to_dict
+from ..datasets.splits import SplitPlan
 from ..errors import BadInput
 from . import distributed as ddp
 from .checkpoints import load_checkpoint, save_checkpoint, write_config
@@ -53,6 +54,7 @@ class RunSpec:
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     freeze: tuple = ()  # parameter groups kept fixed (amtcli.nets.FREEZE_GROUPS)
     patience: int = 0  # end the clean phase after this many validations without improvement (0: never)
+    split: dict[str, Any] | None = None  # a SplitPlan (as a dict) for NAME:ROOT data sources; None: their own split
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -66,6 +68,7 @@ class RunSpec:
             "noise": to_dict(self.noise),
             "freeze": list(self.freeze),
             "patience": self.patience,
+            "split": self.split,
         }
 
     @classmethod
@@ -81,6 +84,7 @@ class RunSpec:
             noise=from_dict(NoiseConfig, d.get("noise")),
             freeze=tuple(d.get("freeze") or ()),
             patience=int(d.get("patience") or 0),
+            split=d.get("split"),
         )
 
 
@@ -186,6 +190,7 @@ class TranscriberTask(Task):
             noise,
             old.freeze,
             spec.patience,
+            old.split,
         )
         self.noise = noise
 
@@ -208,6 +213,7 @@ class TranscriberTask(Task):
     def load_data(self, solver: Solver) -> dict[str, Any]:
         spec, cfg, fc, ctx = self.spec, self.spec.train_config, self.spec.feature_config, solver.ctx
         cache_dir = solver.out / "features" if self.cache else None
+        plan = SplitPlan.from_dict(spec.split) if spec.split else None
         if cache_dir is not None and ctx.distributed:  # the ranks fill the cache together
             for split in ("train", "validation"):
                 limit = None if split == "train" else cfg.val_items
@@ -218,6 +224,7 @@ class TranscriberTask(Task):
                     cache_dir=cache_dir,
                     limit=limit,
                     shard=(ctx.rank, ctx.world_size),
+                    split_plan=plan,
                 )
             ddp.barrier()
 
@@ -225,12 +232,24 @@ class TranscriberTask(Task):
             solver.emit("load", {"done": done, "total": total})
 
         self.train = load_examples(
-            spec.data, split="train", feature_config=fc, on_progress=on_progress, cache_dir=cache_dir
+            spec.data,
+            split="train",
+            feature_config=fc,
+            on_progress=on_progress,
+            cache_dir=cache_dir,
+            split_plan=plan,
         )
         if not self.train:
             raise BadInput(f"no training items in {', '.join(spec.data)} (split 'train')")
         self.val = (
-            load_examples(spec.data, split="validation", feature_config=fc, limit=cfg.val_items, cache_dir=cache_dir)
+            load_examples(
+                spec.data,
+                split="validation",
+                feature_config=fc,
+                limit=cfg.val_items,
+                cache_dir=cache_dir,
+                split_plan=plan,
+            )
             if ctx.is_main
             else []
         )
@@ -418,18 +437,7 @@ class TranscriberTask(Task):
             save_checkpoint(best_state, best_path)
         model.eval()
         decode, report = calibrate_decoding(model, self.val, device=self.device, base=spec.decode_config)
-        self.spec = RunSpec(
-            spec.architecture,
-            spec.model_config,
-            spec.feature_config,
-            spec.train_config,
-            decode,
-            spec.data,
-            spec.init_from,
-            spec.noise,
-            spec.freeze,
-            spec.patience,
-        )
+        self.spec = replace(spec, decode_config=decode)
         write_config(solver.out, self.spec.to_json())
         (solver.out / "calibration.json").write_text(json.dumps(report, indent=1) + "\n")
         solver.emit("calibrated", report["chosen"])
