@@ -41,4 +41,5 @@ from . import synth  # noqa: E402,F401
 from . import identify  # noqa: E402,F401
 from . import finetune  # noqa: E402,F401
 from . import info  # noqa: E402,F401
+from . import align  # noqa: E402,F401
 # isort: on

@@ -152,6 +152,22 @@ def transcribe(
         bool,
         typer.Option("--explain", help="Print the thresholds and minimum note length in use, with what each means."),
     ] = False,
+    score: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--score",
+            help="A MIDI score of the recording (one recording): align it and correct the transcription with it (notes the audio supports that the model missed are added, weak notes the score lacks dropped; timing and velocities stay the performance's).",
+            show_default=False,
+        ),
+    ] = None,
+    library: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--library",
+            help="A folder of MIDI scores: identify the piece first (as amt identify does), then as --score.",
+            show_default=False,
+        ),
+    ] = None,
 ):
     """Transcribe recordings into MIDI (or CSV / JSON notes).
 
@@ -188,6 +204,27 @@ def transcribe(
     pairs = plan_outputs(audio, output, fmt=fmt)
     # refuse up front what would overwrite or cannot be written, before any work is done
     check_outputs(pairs, overwrite=overwrite, skip_existing=skip_existing, extra_suffixes=(".png",) if plot else ())
+    if score is not None or library is not None:  # the score-informed path (amt align's machinery)
+        from .align import transcribe_informed
+
+        decode_overrides = dict(
+            onset_threshold=onset_threshold,
+            frame_threshold=frame_threshold,
+            offset_threshold=offset_threshold,
+            min_note_s=min_note_s,
+        )
+        return transcribe_informed(
+            pairs,
+            score=score,
+            library=library,
+            model=model,
+            device=device,
+            precision=precision,
+            chunk_s=chunk_s,
+            plot=plot,
+            output_options=out_options,
+            decode_overrides=decode_overrides,
+        )
     dev = resolve_device(device)
     resolve_precision(precision, dev)  # a bad --precision fails before the model loads
     folder = resolve(model)
