@@ -23,15 +23,45 @@ from .errors import BadInput, MissingDependency
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
+def cuda_possible() -> bool:
+    """Whether torch could find a GPU here, answered without importing torch (which takes seconds).
+
+    False when the installed torch is a CPU build (version ``+cpu``), on macOS, or when no GPU driver
+    is installed (Linux: ``/proc/driver/nvidia``, ``/dev/nvidia*``, ``/dev/dxg`` under WSL2, ``/dev/kfd``
+    for ROCm; Windows: ``nvcuda.dll``). True means only "ask torch".
+    """
+    import importlib.metadata
+    import sys
+
+    try:
+        if importlib.metadata.version("torch").endswith("+cpu"):
+            return False
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    if sys.platform == "darwin":
+        return False
+    if sys.platform.startswith("win"):
+        import ctypes.util
+
+        return ctypes.util.find_library("nvcuda") is not None
+    for path in ("/proc/driver/nvidia/version", "/dev/nvidiactl", "/dev/nvidia0", "/dev/dxg", "/dev/kfd"):
+        if os.path.exists(path):
+            return True
+    return False
+
+
 def resolve_device(device: str = "cpu") -> str:
-    """``auto`` -> ``cuda`` if available else ``cpu``; ``cuda``/``cuda:N``/``mps`` only if present."""
+    """``auto`` -> ``cuda`` if available else ``cpu``; ``cuda``/``cuda:N``/``mps`` only if present.
+
+    ``auto`` and ``cpu`` import torch only where a GPU driver is installed (:func:`cuda_possible`).
+    """
+    text = (device or "cpu").strip().lower()
+    if text == "cpu" or (text == "auto" and not cuda_possible()):
+        return "cpu"
     import torch
 
-    text = (device or "cpu").strip().lower()
     if text == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if text == "cpu":
-        return "cpu"
     if text == "cuda" or text.startswith("cuda:"):
         if not torch.cuda.is_available():
             raise MissingDependency(
@@ -181,13 +211,19 @@ def cpu_bf16_faster(*, refresh: bool = False) -> tuple[bool, str]:
     return _VERDICTS[memo]
 
 
-def resolve_precision(precision: str | None, device: str) -> Precision:
-    """The arithmetic for ``device``: ``auto`` (or ``None``), ``fp32``, ``bf16`` or ``fp16``."""
-    import torch
-
+def check_precision(precision: str | None) -> str:
+    """``precision`` as one of :data:`PRECISIONS` (``None`` is ``auto``), or :class:`BadInput`; no torch import."""
     text = (precision or "auto").strip().lower()
     if text not in PRECISIONS:
         raise BadInput(f"--precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
+    return text
+
+
+def resolve_precision(precision: str | None, device: str) -> Precision:
+    """The arithmetic for ``device``: ``auto`` (or ``None``), ``fp32``, ``bf16`` or ``fp16``."""
+    text = check_precision(precision)
+    import torch
+
     cuda = device.startswith("cuda")
     if text == "fp32":
         return Precision("fp32", None, "asked for")

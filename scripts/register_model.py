@@ -7,6 +7,12 @@
         --revision <40-hex commit> --description "..." --metric note_f1=0.81
     # check that every bundled model still matches its registry entry:
     .venv/bin/python scripts/register_model.py --check
+
+A folder's ``model.onnx`` (U-Net models) is registered with the other files, and refused when it was
+not exported from the ``model.safetensors`` beside it (``amt models onnx FOLDER --overwrite`` first).
+After new weights land in ``models/synthetic``, one command does both::
+
+    .venv/bin/python scripts/register_model.py synthetic --folder models/synthetic --bundled --onnx
 """
 
 from __future__ import annotations
@@ -28,14 +34,37 @@ def _metric(text: str) -> tuple[str, float | str]:
         return key, value
 
 
+def onnx_problem(folder: Path) -> str | None:
+    """Why ``folder/model.onnx`` cannot be used with the weights beside it, or ``None`` (also when absent)."""
+    from amtcli.errors import AmtError
+    from amtcli.inference.backends import OnnxTranscriber
+    from amtcli.zoo.release import ONNX_NAME
+
+    if not (folder / ONNX_NAME).is_file():
+        return None
+    try:
+        OnnxTranscriber(folder)
+    except AmtError as exc:
+        return str(exc)
+    return None
+
+
 def check(registry_path: Path) -> int:
     from amtcli.zoo.registry import load_registry, sha256_file
+    from amtcli.zoo.release import ONNX_NAME
 
     bad = 0
     for entry in load_registry(registry_path).values():
         if entry.bundled is None:
             continue
         folder = ROOT / "models" / entry.bundled
+        if (folder / ONNX_NAME).is_file() and ONNX_NAME not in entry.files:
+            print(f"{entry.name}: {folder / ONNX_NAME} is not in the registry (re-run this script to add it)")
+            bad += 1
+        problem = onnx_problem(folder)
+        if problem:
+            print(f"{entry.name}: {problem}")
+            bad += 1
         for fname, info in entry.files.items():
             path = folder / fname
             if not path.is_file():
@@ -67,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--registry", type=Path, default=REGISTRY_PATH, help=argparse.SUPPRESS)
     parser.add_argument("--check", action="store_true", help="verify bundled models against the registry and exit")
+    parser.add_argument(
+        "--onnx", action="store_true", help="(re)write the folder's model.onnx from its weights first (U-Net models)"
+    )
     args = parser.parse_args(argv)
 
     if args.check:
@@ -84,6 +116,14 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--bundled models live in {ROOT / 'models'}/NAME")
         bundled = args.folder.name
     metrics = dict(args.metric) if args.metric else (dict(old.metrics) if old else {})
+    if args.onnx:
+        from amtcli.zoo.export import write_onnx
+
+        made = write_onnx(args.folder, overwrite=True)
+        print(f"{made.path}: written (onnxruntime vs torch: largest difference {made.max_difference:.1e})")
+    problem = onnx_problem(args.folder)
+    if problem:
+        parser.error(f"{problem} (or pass --onnx)")
     entry = entry_from_folder(
         args.name,
         args.folder,

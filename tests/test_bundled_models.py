@@ -1,8 +1,9 @@
 """The bundled models give the notes and embeddings they gave when these figures were recorded.
 
 The figures were recorded on the code before the training skeleton / module moves of issue 14
-(commit 6cde40d), in fp32 on the CPU, except ``synthetic``'s, re-recorded when its release gained an
-input level and transcription moved to 40 s chunks (issue 13, commit 01c3682). A change to the code
+(commit 6cde40d), in fp32 on the CPU (torch), except ``synthetic``'s, re-recorded when its release gained an
+input level and transcription moved to 40 s chunks (issue 13, commit 01c3682). ``synthetic`` on
+onnxruntime (its model.onnx) must give exactly torch's figures. A change to the code
 that moves them is a change of behaviour and needs a reason (and new figures:
 ``python tests/test_bundled_models.py``).
 """
@@ -355,8 +356,11 @@ def fingerprints() -> dict:
     torch.set_num_threads(1)
     out = {}
     for name in ("synthetic", "synthetic-transformer"):
-        notes = amtcli.transcribe(str(EXAMPLE), model=name, device="cpu", precision="fp32")
+        notes = amtcli.transcribe(str(EXAMPLE), model=name, device="cpu", precision="fp32", backend="torch")
         out[name] = notes_fingerprint(notes)
+    # the default path on a CPU: model.onnx on onnxruntime, features from the numpy CQT
+    notes = amtcli.transcribe(str(EXAMPLE), model="synthetic", device="cpu", backend="onnx")
+    out["synthetic (onnx)"] = notes_fingerprint(notes)
     model, _ = load_model("embedding", device="cpu")
     out["embedding"] = embedding_fingerprint(model.eval())
     return out
@@ -370,6 +374,58 @@ def current():
 @pytest.mark.parametrize("name", ["synthetic", "synthetic-transformer"])
 def test_bundled_transcribers_give_the_recorded_notes(current, name):
     assert current[name] == RECORDED[name]
+
+
+def test_onnxruntime_gives_the_same_notes_as_torch(current):
+    """model.onnx + the numpy CQT write exactly the notes torch writes on the example (times to 0.1 ms,
+    velocities): their probabilities differ by float32 rounding only, and no note sits that close to a threshold."""
+    assert current["synthetic (onnx)"] == RECORDED["synthetic"]
+
+
+def _bundled_onnx_releases():
+    from amtcli.zoo import bundled_folder, load_registry
+
+    out = []
+    for entry in load_registry().values():
+        folder = bundled_folder(entry)
+        if folder is not None and (folder / "model.onnx").is_file():
+            out.append(pytest.param(entry.name, folder, id=entry.name))
+    return out
+
+
+def test_the_default_model_ships_model_onnx():
+    """New weights for the default model need a new model.onnx registered with them
+    (`scripts/register_model.py synthetic --folder models/synthetic --bundled --onnx`)."""
+    from amtcli.zoo import load_registry
+
+    assert "model.onnx" in load_registry()["synthetic"].files
+    assert "synthetic" in [p.values[0] for p in _bundled_onnx_releases()]
+
+
+@pytest.mark.parametrize("name, folder", _bundled_onnx_releases())
+def test_bundled_model_onnx_agrees_with_its_safetensors(name, folder):
+    """A bundled model.onnx computes what its model.safetensors computes: the probabilities of the
+    four heads on 10 s of the example agree to float32 rounding. Fails when new weights were put in
+    the folder without `amt models onnx FOLDER --overwrite`."""
+    import onnxruntime as ort
+    import torch
+
+    from amtcli.audio.features import compute_features
+    from amtcli.audio.io import load_audio
+    from amtcli.zoo import load_release
+    from amtcli.zoo.export import ONNX_TOLERANCE
+    from amtcli.zoo.release import ONNX_HEADS
+
+    model, cfg = load_release(folder, device="cpu")
+    fc = cfg.feature_config
+    feats = compute_features(load_audio(EXAMPLE, sample_rate=fc.sample_rate)[: 10 * fc.sample_rate], config=fc)
+    session = ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
+    got = dict(zip(ONNX_HEADS, session.run(list(ONNX_HEADS), {"features": feats[None]})))
+    with torch.inference_mode():
+        want = model.predict(torch.from_numpy(feats[None]))
+    for head in ONNX_HEADS:
+        diff = float(np.abs(want[head].numpy() - got[head]).max())
+        assert diff <= ONNX_TOLERANCE, f"{name}: {head} differs by {diff:.1e}"
 
 
 def test_bundled_embedding_gives_the_recorded_embeddings(current):

@@ -12,7 +12,7 @@ from .common import OverwriteOpt, console, handle_errors, progress
 
 models_app = typer.Typer(
     no_args_is_help=True,
-    help="The model zoo: list, inspect and download released models; export a training run as a release.",
+    help="The model zoo: list, inspect and download released models; export a training run as a release (and its network as model.onnx).",
 )
 app.add_typer(models_app, name="models")
 
@@ -187,7 +187,11 @@ def export(
     run_dir: Annotated[Path, typer.Argument(help="Training run folder (runs/NAME) with config.json and checkpoints/.")],
     output: Annotated[
         Path,
-        typer.Option("--output", "-o", help="Release folder to write (config.json, model.safetensors, README.md)."),
+        typer.Option(
+            "--output",
+            "-o",
+            help="Release folder to write (config.json, model.safetensors, README.md; model.onnx for U-Net models).",
+        ),
     ],
     checkpoint: Annotated[
         str, typer.Option("--checkpoint", help="best, last, or a path to a .pt checkpoint.")
@@ -197,7 +201,11 @@ def export(
     ] = None,
     overwrite: OverwriteOpt = False,
 ):
-    """Turn a training run into a release folder with a filled-in model card and the sha256 of each file."""
+    """Turn a training run into a release folder with a filled-in model card and the sha256 of each file.
+
+    U-Net models also get model.onnx (the network for onnxruntime, checked against torch), which
+    `amt transcribe` runs on the CPU without torch.
+    """
     from rich.table import Table
 
     from ..zoo.export import export_run
@@ -216,4 +224,30 @@ def export(
     console().print(
         "To add it to the zoo: .venv/bin/python scripts/register_model.py NAME --folder "
         f"{result.folder} --description '...' [--repo-id OWNER/REPO --revision SHA]"
+    )
+
+
+@models_app.command("onnx")
+@handle_errors
+def onnx(
+    folder: Annotated[Path, typer.Argument(help="Release folder of a U-Net model (config.json, model.safetensors).")],
+    overwrite: OverwriteOpt = False,
+):
+    """Write FOLDER/model.onnx from FOLDER's model.safetensors (after new weights were put there).
+
+    The network (CQT features in, onset/frame/offset/velocity probabilities out; any batch and
+    length) is checked against torch before it is written, and records the sha256 of the weights it
+    came from: `amt transcribe` refuses a model.onnx left beside other weights. A registered model
+    then needs its registry entry refreshed (scripts/register_model.py).
+    """
+    from ..zoo.export import ONNX_TOLERANCE, write_onnx
+
+    if not folder.is_dir():
+        from ..errors import ModelNotFound
+
+        raise ModelNotFound(f"{folder}: no such release folder")
+    result = write_onnx(folder, overwrite=overwrite)
+    console().print(
+        f"{result.path}: {human_size(result.size)}, sha256 {result.sha256}; onnxruntime vs torch: largest "
+        f"probability difference {result.max_difference:.1e} (allowed {ONNX_TOLERANCE:.0e})"
     )

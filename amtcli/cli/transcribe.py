@@ -69,6 +69,13 @@ def transcribe(
     model: ModelOpt = "synthetic",
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
+    backend: Annotated[
+        str,
+        typer.Option(
+            "--backend",
+            help="What runs the network: auto (onnxruntime on the CPU when the model has a model.onnx, else torch; --explain says which and why), torch, onnx.",
+        ),
+    ] = "auto",
     onset_threshold: Annotated[
         Optional[float], typer.Option(min=0.0, max=1.0, help=DECODE_HELP["onset_threshold"] + " [default: the model's]")
     ] = None,
@@ -150,7 +157,10 @@ def transcribe(
     ] = "model",
     explain: Annotated[
         bool,
-        typer.Option("--explain", help="Print the thresholds and minimum note length in use, with what each means."),
+        typer.Option(
+            "--explain",
+            help="Print the backend and precision chosen, and the thresholds and minimum note length in use, with what each means.",
+        ),
     ] = False,
     score: Annotated[
         Optional[Path],
@@ -183,12 +193,13 @@ def transcribe(
     from rich.markup import escape
 
     from ..config import override
-    from ..devices import resolve_device, resolve_precision
+    from ..devices import check_precision, resolve_device, resolve_precision
     from ..errors import BadInput
+    from ..inference.backends import check_backend, choose_backend, load_transcriber
     from ..inference.batch import check_outputs, plan_outputs, transcribe_files
     from ..nets import output_kind
     from ..outputs import FORMATS, OutputOptions
-    from ..zoo import load_release, read_release_config, resolve
+    from ..zoo import read_release_config, resolve
 
     formats = list(dict.fromkeys(FORMATS.values()))
     if fmt is not None and fmt not in formats:
@@ -225,13 +236,18 @@ def transcribe(
             output_options=out_options,
             decode_overrides=decode_overrides,
         )
+    check_precision(precision)  # a bad --precision or --backend fails before anything loads
+    check_backend(backend)
     dev = resolve_device(device)
-    resolve_precision(precision, dev)  # a bad --precision fails before the model loads
     folder = resolve(model)
+    release = read_release_config(folder)
+    chosen = choose_backend(backend, device=dev, folder=folder, architecture=release.architecture, precision=precision)
+    if chosen.name == "torch":
+        resolve_precision(precision, dev)  # fp16 on a CPU fails here, before the model loads
     if jobs > 1 and len(pairs) > 1:  # the workers load the model; here its config is enough
-        loaded, release = None, read_release_config(folder)
+        loaded = None
     else:
-        net, release = load_release(folder, device=dev)
+        net, release = load_transcriber(folder, backend=chosen.name, device=dev, release=release)
         loaded = (net, release, folder)
     decode = override(
         release.decode_config,
@@ -243,6 +259,8 @@ def transcribe(
 
     tokens_model = output_kind(release.architecture) == "tokens"
     if explain:
+        prec = "fp32 (onnxruntime)" if chosen.name == "onnx" else str(resolve_precision(precision, dev))
+        console().print(escape(f"backend {backend} -> {chosen}\nprecision {precision} -> {prec}"), soft_wrap=True)
         print_decoding(decode, release.decode_config, tokens_model=tokens_model, model=model)
     many = len(pairs) > 1
     t0 = time.perf_counter()
@@ -264,6 +282,7 @@ def transcribe(
             plot=plot,
             skip_existing=skip_existing,
             jobs=jobs,
+            backend=chosen.name,
             loaded=loaded,
             on_result=report,
             output_options=out_options,

@@ -5,7 +5,8 @@ goes on past a bad file (in worker processes with ``jobs > 1``).
 each file is transcribed and written by :func:`transcribe_to_file`, the same function in the
 command's process (``jobs=1``) and in each worker, so a batch gives the same files either way.
 Workers are started with ``spawn`` (safe with CUDA and with torch's thread pools), load the model
-once each in their initializer, use ``max(1, cores // jobs)`` torch threads, and die with the
+once each in their initializer for the backend the command chose (torch or onnxruntime), use
+``max(1, cores // jobs)`` threads (torch or onnxruntime, and numpy's BLAS), and die with the
 command (:func:`amtcli.workers.die_with_parent`).
 """
 
@@ -276,16 +277,22 @@ def _failure(source: Path, output: Path, exc: BaseException) -> FileOutcome:
 _WORKER: dict = {}
 
 
-def _init_worker(parent_pid: int, folder: str, model_name: str, device: str, threads: int, options: dict) -> None:
+def _init_worker(
+    parent_pid: int, folder: str, model_name: str, device: str, threads: int, options: dict, backend: str = "torch"
+) -> None:
     from ..workers import die_with_parent
 
     die_with_parent(parent_pid)
-    import torch
+    # numpy's BLAS (the CQT) reads its thread count once, when numpy loads: nothing has loaded it yet here
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    from .backends import load_transcriber
 
-    from ..zoo import load_release
+    if backend == "torch":
+        import torch
 
-    torch.set_num_threads(threads)
-    model, release = load_release(folder, device=device)
+        torch.set_num_threads(threads)
+    model, release = load_transcriber(folder, backend=backend, device=device, threads=threads)
     _WORKER.update(model=model, release=release, model_name=model_name, device=device, options=options)
 
 
@@ -321,6 +328,7 @@ def transcribe_files(
     output_options=None,
     skip_existing: bool = False,
     jobs: int = 1,
+    backend: str = "auto",
     loaded=None,
     on_result: Callable[[FileOutcome], None] | None = None,
 ) -> list[FileOutcome]:
@@ -330,10 +338,12 @@ def transcribe_files(
     ``(model, release, folder)`` already loaded by the caller (the model is then not loaded again
     in this process). With ``jobs > 1``, ``min(jobs, files)`` worker processes each load the model
     once; a worker that dies (killed, out of memory) is replaced and its file tried once more, then
-    reported as failed. ``on_result(outcome)`` is called as each file finishes. Returns the outcomes
-    in the order of ``pairs``.
+    reported as failed. ``backend``: auto, torch or onnx (:func:`~amtcli.inference.backends.choose_backend`;
+    ignored with ``loaded``). ``on_result(outcome)`` is called as each file finishes. Returns the
+    outcomes in the order of ``pairs``.
     """
-    from ..zoo import load_release, resolve
+    from ..zoo import read_release_config, resolve
+    from .backends import OnnxTranscriber, choose_backend, load_transcriber
 
     outcomes: list[FileOutcome | None] = [None] * len(pairs)
     todo = []
@@ -347,11 +357,16 @@ def transcribe_files(
     jobs = max(1, min(jobs, len(todo)))
     if loaded is not None:
         net, release, folder = loaded
-    elif jobs == 1:
+        backend = "onnx" if isinstance(net, OnnxTranscriber) else "torch"
+    else:
         folder = resolve(model)
-        net, release = load_release(folder, device=device)
-    else:  # each worker loads the model; this process only needs to know where it is
-        folder = resolve(model)
+        release = read_release_config(folder)
+        backend = choose_backend(
+            backend, device=device, folder=folder, architecture=release.architecture, precision=precision
+        ).name
+        if jobs == 1:
+            net, release = load_transcriber(folder, backend=backend, device=device, release=release)
+        # else each worker loads the model; this process only needs to know where it is and how to run it
     options = {
         "decode": decode,
         "chunk_s": chunk_s,
@@ -378,12 +393,22 @@ def transcribe_files(
                 outcome = _failure(src, dst, exc)
             finish(i, outcome)
         return outcomes  # type: ignore[return-value]
-    _run_pool(pairs, todo, folder=Path(folder), model=model, device=device, options=options, jobs=jobs, finish=finish)
+    _run_pool(
+        pairs,
+        todo,
+        folder=Path(folder),
+        model=model,
+        device=device,
+        backend=backend,
+        options=options,
+        jobs=jobs,
+        finish=finish,
+    )
     return outcomes  # type: ignore[return-value]
 
 
 def _run_pool(
-    pairs, todo: list[int], *, folder: Path, model: str, device: str, options: dict, jobs: int, finish
+    pairs, todo: list[int], *, folder: Path, model: str, device: str, backend: str, options: dict, jobs: int, finish
 ) -> None:
     """Run ``todo`` (indices into ``pairs``) on ``jobs`` spawned workers, one file in flight per worker,
     so that when a worker dies the files it may have been working on are known."""
@@ -396,7 +421,7 @@ def _run_pool(
     queue = deque(todo)
     strikes: dict[int, int] = {}
     threads = threads_per_worker(jobs)
-    initargs = (os.getpid(), str(folder.resolve()), model, device, threads, options)
+    initargs = (os.getpid(), str(folder.resolve()), model, device, threads, options, backend)
     while queue:
         inflight: dict = {}
         with ProcessPoolExecutor(

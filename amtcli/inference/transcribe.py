@@ -10,7 +10,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..config import CHUNK_S, DecodeConfig, FeatureConfig, override
-from ..devices import resolve_device, resolve_precision
+from ..devices import check_precision, resolve_device, resolve_precision
 from ..errors import BadInput
 from ..notes import NoteArray
 from .chunking import run_chunked
@@ -68,16 +68,30 @@ class Transcription:
         )
 
 
-def _as_model(model: Any, device: str):
-    """A zoo spec, a loaded model, or ``(model, release_config)`` -> ``(model, DecodeConfig)``."""
-    if isinstance(model, (str, os.PathLike)):
-        from ..zoo import load_model
+def _as_model(model: Any, device: str, *, backend: str | None = None, precision: str | None = None):
+    """A zoo spec, a loaded model, or ``(model, release_config)`` -> ``(model, DecodeConfig)``.
 
-        model, cfg = load_model(str(model), device=device)
+    A spec is loaded for the backend :func:`~amtcli.inference.backends.choose_backend` picks
+    (``backend``: auto, torch or onnx); a loaded model runs on whatever engine it is.
+    """
+    from .backends import OnnxTranscriber
+
+    if isinstance(model, (str, os.PathLike)):
+        from ..zoo import read_release_config, resolve
+        from .backends import choose_backend, load_transcriber
+
+        folder = resolve(model)
+        release = read_release_config(folder)
+        chosen = choose_backend(
+            backend, device=device, folder=folder, architecture=release.architecture, precision=precision
+        )
+        model, cfg = load_transcriber(folder, backend=chosen.name, device=device, release=release)
         return model, cfg.decode_config
     if isinstance(model, tuple):
         model, cfg = model
-        return model.to(device).eval(), cfg.decode_config
+        return (model if isinstance(model, OnnxTranscriber) else model.to(device).eval()), cfg.decode_config
+    if isinstance(model, OnnxTranscriber):
+        return model, model.release.decode_config
     return model.to(device).eval(), DecodeConfig()
 
 
@@ -94,21 +108,30 @@ def posteriors_from_features(
 ) -> dict[str, np.ndarray]:
     """Run a transcriber over features ``(n_frames, n_bins)`` in overlapping chunks.
 
-    ``precision``: auto (by the hardware, see :func:`amtcli.devices.resolve_precision`), fp32, bf16, fp16.
+    ``model``: a torch model, or an :class:`~amtcli.inference.backends.OnnxTranscriber` (CPU, fp32;
+    ``device`` and ``precision`` then only checked). ``precision``: auto (by the hardware, see
+    :func:`amtcli.devices.resolve_precision`), fp32, bf16, fp16.
     Returns probabilities ``(n_frames, 88)`` for onset, frame, offset and velocity.
     """
-    import torch
+    from .backends import OnnxTranscriber
 
     fc: FeatureConfig = model.feature_config
     chunk_frames = max(16, int(round(chunk_s * fc.frame_rate)))
     margin_frames = max(0, int(round(margin_s * fc.frame_rate)))
-    prec = resolve_precision(precision, device)
+    if isinstance(model, OnnxTranscriber):
+        if device != "cpu" or check_precision(precision) not in ("auto", "fp32"):
+            raise BadInput(f"onnxruntime runs the network on the CPU in fp32, not {device} / {precision}")
+        fn = model.predict
+    else:
+        import torch
 
-    def fn(batch: np.ndarray) -> dict[str, np.ndarray]:
-        x = torch.from_numpy(batch).to(device)
-        with torch.inference_mode(), prec.autocast(device):
-            probs = model.predict(x)
-        return {k: v.float().cpu().numpy() for k, v in probs.items()}
+        prec = resolve_precision(precision, device)
+
+        def fn(batch: np.ndarray) -> dict[str, np.ndarray]:
+            x = torch.from_numpy(batch).to(device)
+            with torch.inference_mode(), prec.autocast(device):
+                probs = model.predict(x)
+            return {k: v.float().cpu().numpy() for k, v in probs.items()}
 
     return run_chunked(
         features,
@@ -171,6 +194,7 @@ def transcribe_full(
     *,
     model: Any = "synthetic",
     device: str = "auto",
+    backend: str = "auto",
     decode: DecodeConfig | None = None,
     sample_rate: int | None = None,
     chunk_s: float = CHUNK_S,
@@ -186,9 +210,10 @@ def transcribe_full(
     strength for beat tracking, and methods that write MIDI with tempo maps, MusicXML and more."""
     from ..audio.features import compute_features
     from ..audio.io import load_audio
+    from .backends import OnnxTranscriber
 
     device = resolve_device(device)
-    net, default_decode = _as_model(model, device)
+    net, default_decode = _as_model(model, device, backend=backend, precision=precision)
     fc: FeatureConfig = net.feature_config
     if isinstance(audio, (str, os.PathLike)):
         samples = load_audio(Path(audio), sample_rate=fc.sample_rate)
@@ -201,7 +226,8 @@ def transcribe_full(
 
             samples = soxr.resample(samples, sample_rate, fc.sample_rate).astype(np.float32)
     duration_s = len(samples) / fc.sample_rate
-    features = compute_features(samples, config=fc)
+    # the onnxruntime path reads the numpy CQT, so the process never imports torch
+    features = compute_features(samples, config=fc, engine="numpy" if isinstance(net, OnnxTranscriber) else "torch")
     del samples
     cfg = override(
         decode or default_decode,
@@ -254,6 +280,7 @@ def transcribe(
     *,
     model: Any = "synthetic",
     device: str = "auto",
+    backend: str = "auto",
     decode: DecodeConfig | None = None,
     sample_rate: int | None = None,
     chunk_s: float = CHUNK_S,
@@ -268,6 +295,8 @@ def transcribe(
     ``model`` is a zoo name, a release folder, ``hf://owner/repo[@rev]``, or a loaded model.
     ``sample_rate`` is the rate of an array input (default: the model's, 16 kHz).
     ``precision``: auto (chosen by the hardware: bf16 only on CPUs with native bf16, AMP on CUDA), fp32, bf16, fp16.
+    ``backend``: auto (onnxruntime where the model has a ``model.onnx`` and runs on the CPU, else torch;
+    see :mod:`amtcli.inference.backends`), torch or onnx.
     ``onset_threshold``, ``frame_threshold``, ``offset_threshold``, ``min_note_s``: override the
     model's decoding (or ``decode``'s) field by field, with the meanings of
     :data:`amtcli.config.DECODE_HELP` (the same as ``amt transcribe``'s flags).
@@ -277,6 +306,7 @@ def transcribe(
         audio,
         model=model,
         device=device,
+        backend=backend,
         decode=decode,
         sample_rate=sample_rate,
         chunk_s=chunk_s,

@@ -19,6 +19,15 @@ ARCHITECTURES: dict[str, tuple[str, str, str]] = {
     "transformer": ("amtcli.nets.transformer", "TokenTransformer", "TransformerConfig"),
 }
 
+# What each architecture writes: posteriors per frame, or tokens. Kept here (not read off the class)
+# so that choosing how to run a model needs no torch; tests/test_architecture.py checks it against the classes.
+# (The embedding has no output kind of its own; it reads as the class default, frames.)
+OUTPUT_KINDS: dict[str, str] = {"unet-bilstm": "frames", "embedding": "frames", "transformer": "tokens"}
+
+# Architectures whose network `amt models export` also writes as model.onnx (run by onnxruntime on the
+# CPU, without torch): features in, probabilities out, no generation loop.
+ONNX_ARCHITECTURES = frozenset({"unet-bilstm"})
+
 # architecture -> part -> the modules (attributes of the model) that ``--freeze PART`` keeps fixed.
 # U-Net + BiLSTM: "encoder" is everything before the per-key BiLSTM (see unet_bilstm.py).
 FREEZE_GROUPS: dict[str, dict[str, tuple[str, ...]]] = {
@@ -45,8 +54,16 @@ def model_config_class(arch: str):
 
 
 def output_kind(arch: str) -> str:
-    """What architecture ``arch`` writes: ``frames`` (posteriors) or ``tokens``."""
-    return getattr(_lookup(arch)[0], "output_kind", "frames")
+    """What architecture ``arch`` writes: ``frames`` (posteriors) or ``tokens``; imports no torch."""
+    try:
+        return OUTPUT_KINDS[arch]
+    except KeyError:
+        raise BadInput(f"unknown architecture {arch!r} (known: {', '.join(sorted(ARCHITECTURES))})") from None
+
+
+def has_onnx_export(arch: str) -> bool:
+    """Whether releases of architecture ``arch`` can carry a ``model.onnx``."""
+    return arch in ONNX_ARCHITECTURES
 
 
 def build_model(arch: str, model_config: dict[str, Any] | Any = None, feature_config: FeatureConfig | None = None):

@@ -10,8 +10,8 @@ again downloads it afresh. A bundled file that fails is left alone (it belongs t
 
 ``hf://`` references have no registry hashes: each downloaded file is checked against the ETag
 the Hub reported for it (the sha256 for LFS files, the git blob id for small files); the weights
-are refused when no such ETag is known. Only ``config.json``, ``model.safetensors`` and
-``README.md`` are ever fetched; nothing pickled is loaded. A local folder is the user's own and is
+(and ``model.onnx``) are refused when no such ETag is known. Only ``config.json``,
+``model.safetensors``, ``README.md`` and ``model.onnx`` are ever fetched; nothing pickled is loaded. A local folder is the user's own and is
 loaded as it is.
 """
 
@@ -121,9 +121,9 @@ def _check_against_etag(path: Path, *, repo_id: str, revision: str, spec: str) -
     elif etag is not None and len(etag) == 40:
         actual, kind = git_blob_sha1(path), "git blob id"
     else:
-        if path.name == "model.safetensors":
+        if path.name in ("model.safetensors", "model.onnx"):
             raise ChecksumError(
-                f"{spec}: cannot verify model.safetensors (the Hub reported no sha256 ETag for it); not loading it"
+                f"{spec}: cannot verify {path.name} (the Hub reported no sha256 ETag for it); not loading it"
             )
         log.info("%s: no ETag to check %s against (a text file, loaded without a pickle)", spec, path.name)
         return

@@ -27,12 +27,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BadInput, ModelNotFound
-from .release import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME
+from .release import CARD_NAME, CONFIG_NAME, ONNX_NAME, WEIGHTS_NAME
 
 REGISTRY_FORMAT = 1
 REGISTRY_PATH = Path(__file__).with_name("registry.json")
 REQUIRED_FILES = (CONFIG_NAME, WEIGHTS_NAME)
-RELEASE_FILES = (*REQUIRED_FILES, CARD_NAME)
+RELEASE_FILES = (*REQUIRED_FILES, CARD_NAME, ONNX_NAME)  # the card and model.onnx are optional
 
 _HEX40 = re.compile(r"^[0-9a-f]{40}$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")

@@ -1,7 +1,12 @@
-"""Release folders: ``config.json`` + ``model.safetensors`` + ``README.md`` (model card).
+"""Release folders: ``config.json`` + ``model.safetensors`` + ``README.md`` (model card), and for
+U-Net models ``model.onnx``.
 
 ``config.json`` holds the format version, architecture name, model and feature configs, decode
 defaults and the amtcli version. Weights are inference-only safetensors, loaded with strict keys.
+``model.onnx`` is the same network for onnxruntime (features ``(batch, frames, n_bins)`` -> the
+probabilities of each head ``(batch, frames, 88)``), written from the safetensors by
+:func:`amtcli.zoo.export.write_onnx`; its metadata names the sha256 of the ``model.safetensors`` it
+was made from (``ONNX_WEIGHTS_KEY``), so a copy left beside other weights is refused, not used.
 """
 
 from __future__ import annotations
@@ -20,6 +25,9 @@ FORMAT_VERSION = 1
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "README.md"
+ONNX_NAME = "model.onnx"
+ONNX_WEIGHTS_KEY = "amtcli.weights_sha256"  # model.onnx metadata: sha256 of the model.safetensors it came from
+ONNX_HEADS = ("onset", "frame", "offset", "velocity")  # model.onnx outputs, in this order
 
 
 @dataclass
