@@ -260,3 +260,12 @@ def test_cuda_is_not_possible_with_a_cpu_build_of_torch(monkeypatch):
 
     monkeypatch.setattr(importlib.metadata, "version", lambda name: "2.13.0+cpu")
     assert devices.cuda_possible() is False
+
+
+def test_amt_info_names_the_backend(monkeypatch):
+    r = runner.invoke(app, ["info", "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    assert "backend auto -> onnx for models with a model.onnx (onnxruntime" in " ".join(r.output.split())
+    monkeypatch.setattr(backends, "onnxruntime_version", lambda: None)
+    r = runner.invoke(app, ["info", "--device", "cpu"])
+    assert "backend auto -> torch (onnxruntime is not installed)" in " ".join(r.output.split())
