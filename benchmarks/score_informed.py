@@ -122,6 +122,36 @@ def evaluate_file(stem, post, ref, score, truth, *, release, align_cfg, correct_
     }
 
 
+def identify_probe(wavs, posts, scores, *, release, align_cfg) -> int:
+    """Each recording against every test score: rank the scores by the mean cost along the DTW path
+    (the whole recording against the whole score), and report the rank of the right piece."""
+    from amtcli.align import align_notes
+
+    fmin = release.feature_config.fmin_midi
+    pieces = {s: s.split("MAPS_MUS-")[1].rsplit("_", 1)[0] for s in scores}
+    ranks = []
+    for w in wavs:
+        t0 = time.perf_counter()
+        costs = []
+        for s, score in scores.items():
+            al = align_notes(
+                score, posts[w.stem], frame_rate=posts[w.stem]["frame_rate"], fmin_midi=fmin, config=align_cfg
+            )
+            costs.append((al.cost, s))
+        costs.sort()
+        rank = 1 + next(i for i, (_, s) in enumerate(costs) if pieces[s] == pieces[w.stem])
+        ranks.append(rank)
+        print(
+            f"{w.stem[9:]:34s} rank {rank}  best {costs[0][1][9:]} ({costs[0][0]:.3f})  "
+            f"{time.perf_counter() - t0:.1f} s for {len(costs)} scores"
+        )
+    ranks = np.array(ranks)
+    print(
+        f"R@1 {np.mean(ranks == 1):.3f}  R@5 {np.mean(ranks <= 5):.3f}  MRR {np.mean(1 / ranks):.3f}  among {len(scores)} scores"
+    )
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="synthetic")
@@ -131,6 +161,11 @@ def main() -> int:
     ap.add_argument("--add-threshold", type=float)
     ap.add_argument("--sweep", action="store_true", help="the keep/add threshold grid on the tuning files")
     ap.add_argument("--json", type=Path, help="also write the figures here")
+    ap.add_argument(
+        "--identify",
+        action="store_true",
+        help="a probe of a transcription-based matcher: rank every test score by the mean DTW cost of aligning it",
+    )
     args = ap.parse_args()
 
     from amtcli.align import AlignConfig, CorrectConfig
@@ -154,6 +189,9 @@ def main() -> int:
     }
     correct_cfg = dataclasses.replace(CorrectConfig(), **changes)
     print(f"model {args.model} sha256 {sha}; scores {args.scores} (seed {truths[wavs[0].stem]['seed']})")
+
+    if args.identify:
+        return identify_probe(wavs, posts, scores, release=release, align_cfg=align_cfg)
 
     if args.sweep:
         tune = [w.stem for w in wavs if w.stem in TUNE]

@@ -236,3 +236,21 @@ def test_cli_transcribe_with_score(tmp_path):
     assert r.exit_code != 0 and "no such score" in r.output
     r = runner.invoke(app, [*base, "--score", str(score), "--library", str(tmp_path), "-o", str(tmp_path / "c.mid")])
     assert r.exit_code != 0 and "contradict" in r.output
+
+
+def test_cli_transcribe_with_library(tmp_path):
+    from conftest import render_sines
+
+    notes = NoteArray.from_lists([(0.5, 1.0, 60), (1.2, 1.8, 64), (2.0, 2.6, 67)])
+    wav = tmp_path / "take.wav"
+    sf.write(wav, render_sines(notes, duration_s=3.0), 16000)
+    library = tmp_path / "library"
+    notes_to_midi(notes, library / "piece.mid")
+    notes_to_midi(notes.shifted(semitones=-7), library / "other.mid")
+    out = tmp_path / "take.mid"
+    args = ["transcribe", str(wav), "--model", "tiny-test", "--device", "cpu", "--library", str(library)]
+    r = runner.invoke(app, [*args, "-o", str(out), "--no-beats"], env={"AMT_CACHE_DIR": str(tmp_path / "cache")})
+    assert r.exit_code == 0, r.output
+    assert "identified:" in r.output and "2 candidates" in r.output and out.is_file()
+    r = runner.invoke(app, ["transcribe", str(wav), "--library", str(tmp_path / "none"), "-o", str(tmp_path / "d.mid")])
+    assert r.exit_code != 0 and "no such folder" in r.output

@@ -93,6 +93,9 @@ def align(
     )
 
 
+LIBRARY_CANDIDATES = 10  # --library: how many of amt identify's best pieces are aligned to choose from
+
+
 def transcribe_informed(
     pairs,
     *,
@@ -112,7 +115,7 @@ def transcribe_informed(
     from ..config import override
     from ..devices import resolve_device, resolve_precision
     from ..errors import BadInput, BadMidi
-    from ..inference.score_informed import identify_score, read_score, transcribe_with_score
+    from ..inference.score_informed import identify_candidates, read_score, transcribe_with_score
     from ..outputs import format_for, write_transcription
     from ..zoo import read_release_config, resolve
 
@@ -140,9 +143,7 @@ def transcribe_informed(
             def indexed(done: int, total: int, name: str) -> None:
                 bar.update(task, completed=done, total=total, info=name[-40:])
 
-            score, found = identify_score(source, library, progress=indexed)
-            best = found.matches[0]
-            bar.update(task, info=best.file[-40:])
+            score, found = identify_candidates(source, library, top=LIBRARY_CANDIDATES, progress=indexed)
         task2 = bar.add_task("transcribing", total=None, info=source.name)
 
         def report(done: int, total: int) -> None:
@@ -159,9 +160,12 @@ def transcribe_informed(
             on_progress=report,
         )
     if library is not None:
+        score = score[result.score_index]
+        costs = sorted(result.score_costs)
+        runner_up = f"; the next best {costs[1]:.3f}" if len(costs) > 1 else ""
         console().print(
-            f"identified: {escape(str(score))} ({best.votes}/{found.n_queries} snippet votes; "
-            f"`amt identify` lists the runners-up)"
+            f"identified: {escape(str(score))} (alignment cost {costs[0]:.3f} among the {len(costs)} "
+            f"candidates amt identify ranked first{runner_up})"
         )
     meta = {"source": str(source), "model": model, "score": str(score)}
     written = write_transcription(result, output, fmt=format_for(output), options=output_options, meta=meta)

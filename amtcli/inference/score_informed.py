@@ -109,11 +109,13 @@ class InformedTranscription(Transcription):
     blind_notes: NoteArray | None = None
     alignment: Alignment | None = None
     correction: Correction | None = None
+    score_index: int = 0
+    score_costs: list[float] | None = None
 
 
 def transcribe_with_score(
     recording: str | os.PathLike,
-    score: str | os.PathLike | NoteArray,
+    score: str | os.PathLike | NoteArray | list,
     *,
     model: Any = "synthetic",
     device: str = "auto",
@@ -127,8 +129,15 @@ def transcribe_with_score(
     """Score-informed transcription: transcribe ``recording``, align ``score`` to it, and correct
     the notes with the aligned score (:func:`amtcli.align.correct_transcription`): notes the audio
     supports that the model missed are added, weak notes the score lacks are dropped, and the
-    performance's timing and velocities are kept."""
-    notes = read_score(score)
+    performance's timing and velocities are kept.
+
+    ``score`` may be a list of candidate scores (paths or notes): each is aligned and the one
+    with the lowest mean cost along its warping path is used (``.score_index`` says which;
+    ``.score_costs`` holds every candidate's cost)."""
+    candidates = score if isinstance(score, list) else [score]
+    if not candidates:
+        raise BadInput("no score to transcribe with")
+    notes = [read_score(c) for c in candidates]
     model = _loaded(model, device)
     result = _frame_transcription(
         recording,
@@ -140,9 +149,15 @@ def transcribe_with_score(
         on_progress=on_progress,
     )
     fmin = _fmin_midi(model)
-    alignment = align_notes(
-        notes, result.posteriors, frame_rate=result.frame_rate, fmin_midi=fmin, config=align_config or AlignConfig()
-    )
+    alignments = [
+        align_notes(
+            n, result.posteriors, frame_rate=result.frame_rate, fmin_midi=fmin, config=align_config or AlignConfig()
+        )
+        for n in notes
+    ]
+    costs = [a.cost for a in alignments]
+    best = int(min(range(len(costs)), key=costs.__getitem__))
+    alignment = alignments[best]
     min_note_s = result.decode.min_note_s if result.decode is not None else 0.05
     correction = correct_transcription(
         result.notes,
@@ -155,23 +170,34 @@ def transcribe_with_score(
     )
     fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(Transcription)}
     fields["notes"] = correction.notes
-    return InformedTranscription(**fields, blind_notes=result.notes, alignment=alignment, correction=correction)
+    return InformedTranscription(
+        **fields,
+        blind_notes=result.notes,
+        alignment=alignment,
+        correction=correction,
+        score_index=best,
+        score_costs=costs,
+    )
 
 
-def identify_score(
+def identify_candidates(
     recording: str | os.PathLike,
     library: str | os.PathLike,
     *,
+    top: int = 10,
     embedding_model: str = "embedding",
     cache_dir: str | os.PathLike | None = None,
     progress: Callable[[int, int, str], None] | None = None,
-) -> tuple[Path, Any]:
-    """The library's MIDI file that ``recording`` plays, by ``amt identify``'s machinery
-    (:func:`amtcli.inference.identify.identify_recording`). Returns ``(path, identification)``."""
+) -> tuple[list[Path], Any]:
+    """The ``top`` MIDI files of ``library`` that ``recording`` most likely plays, by ``amt identify``'s
+    machinery (:func:`amtcli.inference.identify.identify_recording`), best first; pieces that got
+    no vote follow in file order while fewer than ``top`` did. Returns ``(paths, identification)``."""
     from .identify import identify_recording, load_embedding_model
 
     net = load_embedding_model(embedding_model)
-    found = identify_recording(recording, library, model=net, top=5, cache_dir=cache_dir, progress=progress)
-    if not found.matches:
-        raise BadInput(f"{recording}: no piece of {library} matched the recording")
-    return found.index.root / found.matches[0].file, found
+    found = identify_recording(recording, library, model=net, top=top, cache_dir=cache_dir, progress=progress)
+    files = [m.file for m in found.matches]
+    files += [f for f in found.index.files if f not in files][: max(0, top - len(files))]
+    if not files:
+        raise BadInput(f"{recording}: no piece of {library} could be matched")
+    return [found.index.root / f for f in files], found
