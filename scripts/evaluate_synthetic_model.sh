@@ -22,7 +22,7 @@ mkdir -p "$OUT"
 
 SUITE=$WORK/data/asap-steinway-test
 $AMT synth "$DATA/midi/asap" -o "$SUITE" --split-by folder --only-split test \
-  --soundfont /usr/share/sounds/sf3/MuseScore_General.sf3 --programs 0 --excerpt-s 30 --seed 11 \
+  --soundfont /usr/share/sounds/sf3/MuseScore_General_Lite.sf3 --programs 0 --excerpt-s 30 --seed 11 \
   --reverb-p 1.0 --noise-p 1.0 --snr-db 20:35 --workers "${WORKERS:-2}"
 [ -d "$WORK/data/asap-steinway-ogg" ] || .venv/bin/python scripts/make_lossy_copy.py "$SUITE" "$WORK/data/asap-steinway-ogg" --quality 0.1
 

@@ -12,7 +12,7 @@ from .common import OverwriteOpt, console, err_console, handle_errors, progress
 
 _HELP = """Render MIDI files into labelled training audio (a dataset folder for `amt train`).
 
-SOURCES are MIDI files or folders (searched recursively for *.mid / *.midi). Each piece gives --renders-per-piece items; an item is a random --excerpt-s excerpt rendered with a soundfont (FluidSynth) or by mixing one-shot samples, then augmented (reverb, EQ, low-pass, gain, noise; transposition moves the labels too). Everything drawn is recorded in the manifest.
+SOURCES are MIDI files or folders (searched recursively for *.mid / *.midi). Each piece gives --renders-per-piece items; an item is a random --excerpt-s excerpt rendered with a soundfont (FluidSynth) or by mixing one-shot samples, then augmented (reverb, EQ, low-pass, gain, noise, a lossy codec with --codec-p; transposition moves the labels too). Everything drawn is recorded in the manifest.
 
 [bold]Output[/] (DATASET_DIR): dataset.json (settings), manifest.jsonl (one line per item: paths, split, source, renderer, soundfont/programs or timbres + alpha, transpose, excerpt, augmentations, seed), audio/<id>.flac (16 kHz mono), labels/<id>.mid (the sounding notes, sustain pedal applied, drums dropped), features/<id>.npy with --features (log-CQT, the model's front end).
 
@@ -65,6 +65,15 @@ def synth_command(
         Optional[Path],
         typer.Option("--build-oneshots", help="Build a one-shot bank in this folder from --soundfont(s) and exit."),
     ] = None,
+    make_random: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--make-random",
+            help="Write --count MIDI files of random polyphony (chords, runs, sparse notes; 60 s each, "
+            "seeded by --seed) into this folder and exit; render them as SOURCES afterwards.",
+        ),
+    ] = None,
+    count: Annotated[int, typer.Option("--count", min=1, help="Pieces for --make-random.")] = 100,
     mix_alpha: Annotated[
         str, typer.Option("--mix-alpha", help="Range of the sub-timbre weight alpha (one-shot mixing), MIN:MAX.")
     ] = "0.0:0.5",
@@ -104,6 +113,24 @@ def synth_command(
     ir_dir: Annotated[
         Optional[Path], typer.Option("--ir-dir", help="Folder of impulse responses to use instead of synthetic ones.")
     ] = None,
+    ir_share: Annotated[
+        Optional[float],
+        typer.Option(
+            "--ir-share",
+            min=0.0,
+            max=1.0,
+            help="With --ir-dir: share of reverbs that use one of its files, the rest synthetic (default 1).",
+        ),
+    ] = None,
+    codec_p: Annotated[
+        Optional[float],
+        typer.Option(
+            "--codec-p",
+            min=0.0,
+            max=1.0,
+            help="Probability of a lossy codec round trip: MP3, Vorbis or Opus at a drawn bitrate (default 0).",
+        ),
+    ] = None,
     noise_p: Annotated[
         Optional[float],
         typer.Option("--noise-p", min=0.0, max=1.0, help="Probability of added noise (default 0.5, SNR 10-40 dB)."),
@@ -121,6 +148,15 @@ def synth_command(
     features: Annotated[
         bool, typer.Option("--features", help="Also store the log-CQT features of each item (features/<id>.npy).")
     ] = False,
+    level_db: Annotated[
+        Optional[float],
+        typer.Option(
+            "--level-db",
+            max=0.0,
+            help="With --features: bring each item to this input level (dBFS) before the CQT, as a model "
+            "whose config has this level_db reads audio (the bundled `synthetic`: -24). Default: as rendered.",
+        ),
+    ] = None,
     sample_rate: Annotated[int, typer.Option("--sample-rate", min=8000, help="Audio sample rate.")] = 16000,
     workers: Annotated[int, typer.Option("--workers", "-j", min=1, help="Worker processes.")] = 1,
     overwrite: OverwriteOpt = False,
@@ -134,6 +170,15 @@ def synth_command(
 
     prog_list = parse_programs(programs)
     sf_list = tuple(str(resolve_soundfont(s)) for s in (soundfont or []))
+
+    if make_random is not None:
+        from ..synth.random_midi import write_random_pieces
+
+        if sources or build_oneshots is not None:
+            raise BadInput("--make-random takes no SOURCES and no --build-oneshots (it writes MIDI files and exits)")
+        paths = write_random_pieces(make_random, count, seed=seed)
+        console().print(f"{len(paths)} random pieces in {make_random} (seed {seed})")
+        return
 
     if build_oneshots is not None:
         from ..synth.oneshot import build_bank
@@ -173,7 +218,18 @@ def synth_command(
             changes["transpose_p"] = 0.0
         elif aug.transpose_p == 0.0:
             changes["transpose_p"] = 0.5
-    for name, value in (("reverb_p", reverb_p), ("noise_p", noise_p), ("lowpass_p", lowpass_p), ("eq_p", eq_p)):
+    if level_db is not None and not features:
+        raise BadInput("--level-db sets the level of the stored features: give --features too")
+    if ir_share is not None and ir_dir is None:
+        raise BadInput("--ir-share needs --ir-dir (the folder of impulse responses to draw from)")
+    for name, value in (
+        ("reverb_p", reverb_p),
+        ("noise_p", noise_p),
+        ("lowpass_p", lowpass_p),
+        ("eq_p", eq_p),
+        ("ir_share", ir_share),
+        ("codec_p", codec_p),
+    ):
         if value is not None:
             changes[name] = value
     if snr_db is not None:
@@ -198,6 +254,7 @@ def synth_command(
         split_by=split_by,
         audio_format=audio_format.lower().lstrip("."),
         features=features,
+        feature_level_db=level_db,
         augment=aug,
     )
     bar = progress()

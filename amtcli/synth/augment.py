@@ -32,6 +32,7 @@ class AugmentConfig:
     rt60_s: tuple[float, float] = (0.2, 1.5)
     drr_db: tuple[float, float] = (-3.0, 12.0)  # direct-to-reverberant energy ratio
     ir_dir: str | None = None  # folder of impulse responses (wav/flac) instead of synthetic ones
+    ir_share: float = 1.0  # with ir_dir: share of reverbs that use one of its files (the rest synthetic)
     eq_p: float = 0.3
     eq_gain_db: float = 6.0  # peaking filters of +-eq_gain_db
     lowpass_p: float = 0.3
@@ -39,6 +40,16 @@ class AugmentConfig:
     noise_p: float = 0.5
     snr_db: tuple[float, float] = (10.0, 40.0)
     noise_kinds: tuple[str, ...] = NOISE_KINDS
+    codec_p: float = 0.0  # lossy codec round trip (MP3, Vorbis or Opus), last before the clip guard
+    codec_level: tuple[float, float] = (0.3, 1.0)  # libsndfile compression level (1 = lowest bitrate)
+    codecs: tuple[str, ...] = ("mp3", "vorbis", "opus")
+
+
+# Fields added after datasets were first made: an older dataset.json without them was made with these values.
+ADDED_DEFAULTS = {"ir_share": 1.0, "codec_p": 0.0, "codec_level": [0.3, 1.0], "codecs": ["mp3", "vorbis", "opus"]}
+
+# codec name -> (libsndfile major format, subtype)
+CODECS = {"mp3": ("MP3", "MPEG_LAYER_III"), "vorbis": ("OGG", "VORBIS"), "opus": ("OGG", "OPUS")}
 
 
 NO_AUGMENT = AugmentConfig(transpose_p=0.0, gain_db=(0.0, 0.0), reverb_p=0.0, eq_p=0.0, lowpass_p=0.0, noise_p=0.0)
@@ -110,6 +121,37 @@ def find_irs(ir_dir: str | os.PathLike) -> list[Path]:
     return files
 
 
+def use_ir_file(ir_seed: int, share: float) -> bool:
+    """Whether a reverb takes a recorded IR (``share`` of the time), decided from the reverb's own seed.
+
+    No draw from the item's stream, so the other augmentations of an item stay what they were.
+    """
+    return share >= 1.0 or (share > 0.0 and np.random.default_rng([ir_seed, 1]).random() < share)
+
+
+def apply_codec(audio: np.ndarray, *, codec: str, level: float, sample_rate: int) -> np.ndarray:
+    """A lossy encode/decode round trip in memory: ``codec`` in :data:`CODECS`, ``level`` 0-1 (1 = fewest bits).
+
+    libsndfile (through soundfile, already a dependency) brings LAME, libvorbis and libopus and keeps the
+    timing: the decoded audio is aligned with the input to the sample, padded or cut to its length.
+    """
+    import io
+
+    import soundfile as sf
+
+    fmt, subtype = CODECS[codec]
+    x = np.clip(np.asarray(audio, np.float32), -1.0, 1.0)
+    buf = io.BytesIO()
+    # LAME refuses a level of exactly 1; 0.999 is the same lowest bitrate
+    sf.write(buf, x, sample_rate, format=fmt, subtype=subtype, compression_level=min(max(float(level), 0.0), 0.999))
+    buf.seek(0)
+    out, _ = sf.read(buf, dtype="float32")
+    out = out[: len(x)]
+    if len(out) < len(x):
+        out = np.pad(out, (0, len(x) - len(out)))
+    return out.astype(np.float32)
+
+
 def apply_ir(audio: np.ndarray, ir: np.ndarray) -> np.ndarray:
     """Convolve and keep the input's length and timing (the IR's direct path is at sample 0)."""
     from scipy.signal import oaconvolve
@@ -159,7 +201,7 @@ def augment_audio(
     rng: np.random.Generator,
     irs: list[Path] | None = None,
 ) -> tuple[np.ndarray, list[dict]]:
-    """Reverb -> EQ -> low-pass -> peak normalisation and gain -> noise -> clip guard.
+    """Reverb -> EQ -> low-pass -> peak normalisation and gain -> noise -> lossy codec -> clip guard.
 
     ``audio``: float32 ``(n_samples,)``; returns (augmented audio of the same shape, records).
     Every random draw happens whether or not its step is applied, so the draws of one step never
@@ -175,7 +217,7 @@ def augment_audio(
     ir_seed = int(rng.integers(2**31))
     ir_index = int(rng.integers(len(irs))) if irs else -1
     if do:
-        if irs:
+        if irs and use_ir_file(ir_seed, config.ir_share):
             ir = load_ir(irs[ir_index], sample_rate=sample_rate)
             records.append({"name": "reverb", "ir": str(irs[ir_index])})
         else:
@@ -231,6 +273,15 @@ def augment_audio(
         audio = mix_noise(audio, snr_db=snr, kind=kind, rng=np.random.default_rng(noise_seed))
         records.append({"name": "noise", "kind": kind, "snr_db": round(snr, 3), "noise_seed": noise_seed})
 
+    # lossy codec (its draws exist only when it is on, so datasets made without it keep their items)
+    if config.codec_p > 0:
+        do = rng.random() < config.codec_p
+        codec = str(config.codecs[int(rng.integers(len(config.codecs)))])
+        level = float(rng.uniform(*config.codec_level))
+        if do:
+            audio = apply_codec(audio, codec=codec, level=level, sample_rate=sample_rate)
+            records.append({"name": "codec", "codec": codec, "level": round(level, 3)})
+
     peak = float(np.max(np.abs(audio))) if audio.size else 0.0
     if peak > 1.0:
         audio = audio / peak
@@ -251,4 +302,8 @@ __all__ = [
     "apply_ir",
     "apply_eq",
     "apply_lowpass",
+    "apply_codec",
+    "CODECS",
+    "use_ir_file",
+    "ADDED_DEFAULTS",
 ]

@@ -64,6 +64,7 @@ class SynthConfig:
     split_by: str = "file"  # "file": hash of the file's bytes; "folder": hash of its folder below the source
     audio_format: str = "flac"
     features: bool = False
+    feature_level_db: float | None = None  # input level of the stored features (FeatureConfig.level_db)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     gain: float = 0.5  # FluidSynth master gain (the level is normalised afterwards)
     timing_passes: int = 4  # see amtcli.synth.soundfont
@@ -157,6 +158,11 @@ def item_seed(seed: int, item: str) -> int:
 # ------------------------------------------------------------------------------------ dataset dir
 
 
+def feature_config_of(config: SynthConfig) -> FeatureConfig:
+    """The front end of the stored features (``--features``): the default CQT at the dataset's rate and level."""
+    return FeatureConfig(sample_rate=config.sample_rate, level_db=config.feature_level_db)
+
+
 def _config_dict(config: SynthConfig) -> dict:
     return json.loads(json.dumps(to_dict(config)))
 
@@ -192,6 +198,11 @@ def open_dataset(out_dir: Path, config: SynthConfig, *, overwrite: bool, sources
         if meta.get("format") != FORMAT:
             raise OutputExists(f"{out_dir}: not an amt synth dataset; use another folder")
         old = meta.get("config", {})
+        if isinstance(old.get("augment"), dict):  # made before some augmentations existed: they were off
+            from .augment import ADDED_DEFAULTS
+
+            old["augment"] = {**ADDED_DEFAULTS, **old["augment"]}
+        old.setdefault("feature_level_db", None)
         diff = sorted(k for k in set(old) | set(wanted) if old.get(k) != wanted.get(k))
         if diff:
             raise OutputExists(
@@ -208,7 +219,7 @@ def open_dataset(out_dir: Path, config: SynthConfig, *, overwrite: bool, sources
             "amtcli_version": __version__,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "config": wanted,
-            "feature_config": to_dict(FeatureConfig(sample_rate=config.sample_rate)) if config.features else None,
+            "feature_config": to_dict(feature_config_of(config)) if config.features else None,
             "sample_rate": config.sample_rate,
             "sources": sorted(set(sources)),
         }
@@ -456,7 +467,7 @@ def render_items(sources: list[tuple[Source, list[int]]], out_dir: Path, config:
         if feat_rel:
             from ..audio.features import compute_features
 
-            feats = compute_features(audio, config=FeatureConfig(sample_rate=config.sample_rate))
+            feats = compute_features(audio, config=feature_config_of(config))
             tmp = out_dir / f"features/.{plan.id}.npy.tmp"
             tmp.parent.mkdir(parents=True, exist_ok=True)
             with open(tmp, "wb") as f:

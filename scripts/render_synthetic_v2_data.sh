@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The training data of the `synthetic` v2 model (see scripts/build_synthetic_model.sh, which calls this).
+# Every soundfont Debian ships that has a General MIDI bank (installed by that script), recorded and
+# simulated rooms, lossy codecs, random polyphony beside composed music; features stored at the
+# model's input level (-24 dBFS). Each dataset resumes where it stopped when rerun.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+AMT=.venv/bin/amt
+DATA=${AMT_DATA:-../shared/data}
+MIDI=$DATA/midi
+WORK=${WORK:-work}
+W=${WORKERS:-2}
+SF2=/usr/share/sounds/sf2
+SF3=/usr/share/sounds/sf3
+PIANO_SF="--soundfont $SF2/FluidR3_GM.sf2 --soundfont $SF3/MuseScore_General_Full.sf3 --soundfont $SF3/FluidR3Mono_GM.sf3
+  --soundfont $SF2/TimGM6mb.sf2 --soundfont $SF2/sf_GMbank.sf2"
+ALL_SF="$PIANO_SF --soundfont $SF2/OPL-3_FM_128M.sf2"
+# half the reverbs from recorded/simulated IRs of the shared folder, half synthetic; 30 % through MP3/Vorbis/Opus
+AUG="--ir-dir $DATA/ir --ir-share 0.5 --reverb-p 0.6 --codec-p 0.3"
+COMMON="--excerpt-s 20 --features --level-db -24 --workers $W $AUG"
+
+# random polyphony (no musical grammar): 300 pieces of 60 s
+$AMT synth --make-random "$WORK/midi/random" --count 300 --seed 5
+# acoustic, bright and electric grands (program 0 drawn twice as often)
+$AMT synth "$MIDI/asap" -o "$WORK/data/v2-asap" --split-by folder --programs 0,0,1,2 $PIANO_SF --seed 21 \
+  --max-files "${ASAP_FILES:-400}" $COMMON
+$AMT synth "$WORK/midi/random" -o "$WORK/data/v2-random" --programs 0,0,1,2,4,24,25,46 $ALL_SF --seed 22 $COMMON
+$AMT synth "$MIDI/pop909" -o "$WORK/data/v2-pop" --programs 24,25,0,26,27,46,40,73 $ALL_SF --seed 23 \
+  --max-files "${POP_FILES:-150}" $COMMON
+$AMT synth "$MIDI/nottingham" -o "$WORK/data/v2-folk" --programs 24,25,40,73,0,71 $ALL_SF --seed 24 \
+  --max-files "${FOLK_FILES:-80}" $COMMON
