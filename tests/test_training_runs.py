@@ -418,3 +418,47 @@ def test_embedding_trains_on_two_processes(pair_dataset, tmp_path):
     assert replicas[0]["data_crc32"] != replicas[1]["data_crc32"]  # ... trained on other batches per rank
     last = load_checkpoint(run / "checkpoints" / "last.pt")
     assert last["step"] == 2 and len(last["rng_ranks"]) == 2  # every rank's generators: resumable exactly
+
+
+# ---------------------------------------------------------------------------- --init from a release
+
+
+def test_init_starts_from_the_release_weights_and_configs(sine_dataset, tmp_path):
+    from amtcli.training.checkpoints import load_checkpoint
+    from amtcli.zoo import load_release, resolve
+
+    toml = tmp_path / "train.toml"
+    toml.write_text(
+        '[train]\nval_items = 1\nthreads = 1\nprecision = "fp32"\ncheckpoint_every = 1\ncalibrate = false\n'
+    )
+    out = tmp_path / "run"
+    args = ["train", "--init", "tiny-test", "--data", str(sine_dataset), "--out", str(out), "--config", str(toml)]
+    args += ["--steps", "1", "--lr", "0", "--batch-size", "2", "--crop-s", "2", "--device", "cpu"]
+    res = _invoke(args)
+    assert res.exit_code == 0, res.output
+    release, cfg = load_release(resolve("tiny-test"), device="cpu")
+    run_cfg = json.loads((out / "config.json").read_text())
+    assert run_cfg["model_config"]["channels"] == list(cfg.model_config["channels"])
+    state = load_checkpoint(out / "checkpoints" / "last.pt")["model"]
+    for name, value in release.named_parameters():  # a learning rate of 0: still the release's weights
+        assert torch.equal(state[name], value), name  # (batch-norm statistics move in training mode)
+    assert any(not torch.equal(state[n], v) for n, v in release.state_dict().items())  # the step did run
+
+
+@pytest.mark.parametrize(
+    "extra, words",
+    [
+        (["--channels", "4,4,4"], ("--init takes the model and feature configs",)),
+        (["--model", "transformer"], ("--init starts a unet-bilstm",)),
+        (["--init-bad"], ()),
+    ],
+)
+def test_init_refuses_what_would_change_the_release(extra, words, sine_dataset, tmp_path):
+    if extra == ["--init-bad"]:
+        args = ["train", "--init", "no-such-model-xyz", "--data", str(sine_dataset), "--out", str(tmp_path / "r")]
+        res = _invoke(args)
+        _one_line_error(res, "no-such-model-xyz")
+    else:
+        args = ["train", "--init", "tiny-test", "--data", str(sine_dataset), "--out", str(tmp_path / "r"), *extra]
+        _one_line_error(_invoke(args), *words)
+    assert not (tmp_path / "r").exists()

@@ -205,6 +205,14 @@ def train(
         Optional[int],
         typer.Option(min=0, help="Transformer: steps over which the domain factor rises from 0. [default: 2000]"),
     ] = None,
+    init: Annotated[
+        Optional[str],
+        typer.Option(
+            "--init",
+            help="Start from a release's weights (zoo name, ./folder or hf://owner/repo): its architecture, "
+            "model and feature configs are used, so --channels, --lstm-hidden and [model]/[features] are refused.",
+        ),
+    ] = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue the run in --out exactly where it stopped.")
     ] = False,
@@ -220,6 +228,7 @@ def train(
 
     [bold]amt train --data data/piano --steps 20000 --out runs/piano[/]
     [bold]amt train --model transformer --data data/oneshot --unlabeled real/ --out runs/tx[/] — tokens, with domain confusion.
+    [bold]amt train --init synthetic --data data/more --steps 2000 --lr 3e-4 --out runs/more[/] — go on from released weights.
     [bold]amt train --data data/piano --steps 20000 --noise-rounds 3 --noise-steps 2000 --out runs/robust[/]
     [bold]torchrun --nproc-per-node 4 --no-python amt train --data data/piano --device cuda --out runs/piano[/]
     """
@@ -249,6 +258,24 @@ def train(
 
     mc = from_dict(model_config_class(model), toml.get("model"))
     fc = from_dict(FeatureConfig, toml.get("features"))
+    initial_state = None
+    if init is not None:
+        from ..training.finetune import load_start
+
+        if model != "unet-bilstm":
+            raise BadInput(f"--init starts a unet-bilstm from a release's weights, not --model {model}")
+        if channels or lstm_hidden or toml.get("model") or toml.get("features"):
+            raise BadInput(
+                "--init takes the model and feature configs from the release: "
+                "drop --channels, --lstm-hidden and the [model]/[features] tables"
+            )
+        start = load_start(init)
+        if start.architecture != model:
+            raise BadInput(f"--init {init}: a {start.architecture} model, not {model}")
+        mc = from_dict(model_config_class(model), start.model_config)
+        fc = start.feature_config
+        initial_state = start.state
+        console().print(f"starting from the weights of {start.source} (ignored when resuming)")
     sources = [str(d.resolve()) for d in data]
     if model == "embedding":
         from ..training.embedding import EmbeddingSpec, EmbeddingTrainConfig
@@ -313,6 +340,14 @@ def train(
             spec = RunSpec(model, to_dict(mc), fc, tc, decode, data=sources, noise=nc)
     if nproc > 1:
         console().print(f"training on {nproc} processes ({'NCCL' if dev.startswith('cuda') else 'gloo'})")
-    best, is_main = run_training(spec, out=out, resume=resume, device=dev, nproc=nproc, progress=render_training)
+    best, is_main = run_training(
+        spec,
+        out=out,
+        resume=resume,
+        device=dev,
+        nproc=nproc,
+        initial_state=initial_state,
+        progress=render_training,
+    )
     if is_main:
         console().print(f"done: best checkpoint {best}")
