@@ -11,10 +11,9 @@ import pretty_midi
 import pytest
 import soundfile as sf
 from conftest import sine
-from test_synth import TIM, config, write_piece
-from typer.testing import CliRunner
+from test_synth import TIM, config, runner, wide_console, write_piece  # noqa: F401 - wide_console: autouse fixture
 
-from amtcli.cli import app, common
+from amtcli.cli import app
 from amtcli.synth.augment import (
     CODECS,
     NO_AUGMENT,
@@ -27,14 +26,6 @@ from amtcli.synth.dataset import build_dataset, read_manifest
 from amtcli.synth.random_midi import random_piece, write_random_pieces
 
 SR = 16000
-runner = CliRunner()
-
-
-@pytest.fixture(autouse=True)
-def wide_console(monkeypatch):
-    monkeypatch.setenv("COLUMNS", "200")
-    monkeypatch.setattr(common, "_console", None)
-    monkeypatch.setattr(common, "_err_console", None)
 
 
 def _clicks(seconds: float = 2.0) -> np.ndarray:
