@@ -1,7 +1,7 @@
 """Real-time factor and peak memory of `amt transcribe` as a whole process (model load included).
 
     .venv/bin/python benchmarks/bench_transcribe.py                 # 5-minute file, bundled model
-    .venv/bin/python benchmarks/bench_transcribe.py --minutes 60    # the one-hour memory check
+    .venv/bin/python benchmarks/bench_transcribe.py --minutes 60 --repeats 1 --no-basic-pitch   # one hour: memory
     .venv/bin/python benchmarks/bench_transcribe.py --model tiny-test
     .venv/bin/python benchmarks/bench_transcribe.py --precision bf16    # force a precision
     .venv/bin/python benchmarks/bench_transcribe.py --backend torch     # torch instead of onnxruntime
@@ -50,6 +50,7 @@ def main() -> int:
     ap.add_argument("--precision", default="auto", help="auto, fp32, bf16 (passed to amt transcribe)")
     ap.add_argument("--backend", default="auto", help="auto, torch, onnx (passed to amt transcribe)")
     ap.add_argument("--stages", action="store_true", help="also time each step of one transcription")
+    ap.add_argument("--no-basic-pitch", dest="no_peer", action="store_true", help="skip the basic-pitch comparison")
     ap.add_argument("--stages-child", dest="stages_child", default=None, help=argparse.SUPPRESS)
     ap.add_argument(
         "--basic-pitch", dest="basic_pitch", default=None, help="the basic-pitch executable (default: the peer venv)"
@@ -100,6 +101,8 @@ def main() -> int:
         )
         if args.stages:
             print_stages(src, args)
+        if args.no_peer:
+            return 0
         bp = find_basic_pitch(args.basic_pitch)
         if bp is None:
             print(
