@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -462,3 +463,61 @@ def test_init_refuses_what_would_change_the_release(extra, words, sine_dataset, 
         args = ["train", "--init", "tiny-test", "--data", str(sine_dataset), "--out", str(tmp_path / "r"), *extra]
         _one_line_error(_invoke(args), *words)
     assert not (tmp_path / "r").exists()
+
+
+# ------------------------------------------------------------- the pitch-balanced prior, every checkpoint
+
+
+def test_pitch_balanced_runs_validate_and_export_without_the_prior(sine_dataset, tmp_path, monkeypatch):
+    from amtcli.config import FeatureConfig, from_dict
+    from amtcli.nets.unet_bilstm import HEADS
+    from amtcli.training import loop
+    from amtcli.training.calibrate import prior_offsets
+    from amtcli.training.checkpoints import load_checkpoint, save_checkpoint
+    from amtcli.training.data import load_examples
+    from amtcli.training.losses import count_positives, pitch_balance_weights
+    from amtcli.zoo import load_release
+
+    seen = []  # the key biases of every model validation ran on
+    real_validate = loop.validate
+    monkeypatch.setattr(
+        loop,
+        "validate",
+        lambda model, *a, **kw: seen.append(model.key_bias.detach().clone()) or real_validate(model, *a, **kw),
+    )
+    out = tmp_path / "run"
+    toml = _toml(tmp_path, "unet-bilstm", val_every=2)
+    res = _invoke(_train_args("unet-bilstm", sine_dataset, out, toml, 2, "--pitch-balanced"))
+    assert res.exit_code == 0, res.output
+    last = load_checkpoint(out / "checkpoints" / "last.pt")
+    offsets = {h: last["prior_offsets"][h].numpy() for h in ("onset", "frame", "offset")}
+    spec = json.loads(last["config"])
+    fc = from_dict(FeatureConfig, spec["feature_config"])
+    examples = load_examples(spec["data"], split="train", feature_config=fc)
+    expected = prior_offsets(pitch_balance_weights(count_positives(examples, feature_config=fc)))
+    for h, v in expected.items():
+        np.testing.assert_allclose(offsets[h], v, rtol=1e-6)
+    # validation saw the weights of last.pt plus the offsets, not the raw (over-predicting) ones
+    raw = last["model"]["key_bias"]
+    shifted = raw.clone()
+    for h, v in offsets.items():
+        shifted[:, HEADS.index(h)] += torch.from_numpy(v)
+    assert torch.allclose(seen[-1], shifted) and not torch.allclose(seen[-1], raw)
+
+    # any checkpoint exports release-ready: the stored offsets, or counted again from the data
+    _invoke(["models", "export", str(out), "--checkpoint", "last", "-o", str(tmp_path / "rel")])
+    model, _ = load_release(tmp_path / "rel", device="cpu")
+    assert torch.allclose(model.key_bias, shifted)
+    del last["prior_offsets"]  # as a checkpoint written before they were stored
+    save_checkpoint(last, tmp_path / "old.pt")
+    res = _invoke(
+        ["models", "export", str(out), "--checkpoint", str(tmp_path / "old.pt"), "-o", str(tmp_path / "rel2")]
+    )
+    assert res.exit_code == 0, res.output
+    assert torch.allclose(load_release(tmp_path / "rel2", device="cpu")[0].key_bias, shifted, atol=1e-5)
+    last["config"] = json.dumps({**spec, "data": [str(tmp_path / "gone")]})
+    save_checkpoint(last, tmp_path / "orphan.pt")
+    res = _invoke(
+        ["models", "export", str(out), "--checkpoint", str(tmp_path / "orphan.pt"), "-o", str(tmp_path / "rel3")]
+    )
+    _one_line_error(res, "orphan.pt", "training data")

@@ -34,6 +34,24 @@ def note_scores(refs, ests) -> dict[str, float]:
     return {"note_precision": on.precision, "note_recall": on.recall, "note_f1": on.f1, "note_offset_f1": off.f1}
 
 
+def prior_offsets(weights: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, np.ndarray]:
+    """The logit offsets ``{head: (88,)}`` that undo pitch-balance ``weights`` (``(w_neg, w_pos)`` per head)."""
+    from .losses import BCE_HEADS
+
+    return {h: (-np.log(weights[h][1] / weights[h][0])).astype(np.float32) for h in BCE_HEADS}
+
+
+def debiased_copy(model, offsets: dict[str, np.ndarray]):
+    """A copy of ``model`` with the pitch-balanced prior removed (``offsets`` from :func:`prior_offsets`)."""
+    import copy
+
+    import torch
+
+    twin = copy.deepcopy(model)
+    twin.shift_logits({h: torch.as_tensor(np.asarray(v, dtype=np.float32)) for h, v in offsets.items()})
+    return twin
+
+
 def debias_pitch_balanced(model, train_examples) -> dict[str, np.ndarray]:
     """Undo the prior shift of the pitch-balanced loss in a trained model, in place.
 
@@ -44,11 +62,10 @@ def debias_pitch_balanced(model, train_examples) -> dict[str, np.ndarray]:
     """
     import torch
 
-    from .losses import BCE_HEADS, count_positives, pitch_balance_weights
+    from .losses import count_positives, pitch_balance_weights
 
-    weights = pitch_balance_weights(count_positives(train_examples, feature_config=model.feature_config))
-    offsets = {h: -np.log(weights[h][1] / weights[h][0]) for h in BCE_HEADS}
-    model.shift_logits({h: torch.from_numpy(v.astype(np.float32)) for h, v in offsets.items()})
+    offsets = prior_offsets(pitch_balance_weights(count_positives(train_examples, feature_config=model.feature_config)))
+    model.shift_logits({h: torch.from_numpy(v) for h, v in offsets.items()})
     return offsets
 
 

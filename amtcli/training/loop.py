@@ -254,9 +254,13 @@ class TranscriberTask(Task):
             else []
         )
         self.key_weights = None
+        self.prior = None  # logit offsets that undo the pitch-balanced prior (validation, export)
         if cfg.pitch_balanced:
+            from .calibrate import prior_offsets
+
             w = pitch_balance_weights(count_positives(self.train, feature_config=fc))
             self.key_weights = {k: torch.from_numpy(v).to(solver.device) for k, v in w.items()}
+            self.prior = prior_offsets(w)
         self.crop_frames = max(8, int(round(cfg.crop_s * fc.frame_rate)))
         self.noiser = (
             Noiser(fc, kind=self.noise.kind, domain=self.noise.domain, seed=cfg.seed) if self.noise.rounds > 0 else None
@@ -320,7 +324,10 @@ class TranscriberTask(Task):
         ) + noise.rounds * noise.steps
 
     def extra_state(self) -> dict[str, Any]:
-        return {"phase": json.dumps(self.phase)}
+        state: dict[str, Any] = {"phase": json.dumps(self.phase)}
+        if self.prior is not None:  # so that any checkpoint exports as probabilities (amt models export)
+            state["prior_offsets"] = {h: torch.from_numpy(v) for h, v in self.prior.items()}
+        return state
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         if "phase" in state:
@@ -416,7 +423,14 @@ class TranscriberTask(Task):
         return loss, record
 
     def validate(self) -> dict[str, float]:
-        return validate(self.modules["model"], self.val, device=self.device, decode=self.spec.decode_config)
+        """Note F1 of the model as it would be released: with a pitch-balanced loss, the prior is removed
+        first (the raw outputs over-predict every rare key, and best.pt would be chosen on that)."""
+        model = self.modules["model"]
+        if self.prior is not None:
+            from .calibrate import debiased_copy
+
+            model = debiased_copy(model, self.prior)
+        return validate(model, self.val, device=self.device, decode=self.spec.decode_config)
 
     # -- the end
     def finish(self, solver: Solver) -> None:
@@ -424,7 +438,7 @@ class TranscriberTask(Task):
         cfg, spec, model = self.spec.train_config, self.spec, self.modules["model"]
         if not (cfg.calibrate and self.val):
             return
-        from .calibrate import calibrate_decoding, debias_pitch_balanced
+        from .calibrate import calibrate_decoding
 
         solver.emit("status", {"message": "choosing decoding thresholds on the validation split"})
         best_path = solver.ckpt_dir / "best.pt"
@@ -432,7 +446,7 @@ class TranscriberTask(Task):
         model.load_state_dict(best_state["model"], strict=True)
         if cfg.pitch_balanced and not best_state.get("debiased"):
             # best.pt becomes release-ready: outputs are probabilities again (see debias_pitch_balanced)
-            debias_pitch_balanced(model, self.train)
+            model.shift_logits({h: torch.from_numpy(v) for h, v in self.prior.items()})
             best_state.update(model=model.state_dict(), debiased=True)
             save_checkpoint(best_state, best_path)
         model.eval()

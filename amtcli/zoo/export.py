@@ -188,6 +188,32 @@ def model_card(
     return "\n".join(lines)
 
 
+def remove_pitch_prior(model, ckpt: dict[str, Any], spec: dict[str, Any], *, where: Path) -> None:
+    """Make a checkpoint of a pitch-balanced run release-ready (outputs probabilities, as best.pt is
+    after training): its stored ``prior_offsets``, or offsets counted again from the run's training data."""
+    import torch
+
+    from ..training.calibrate import prior_offsets
+
+    offsets = ckpt.get("prior_offsets")
+    if not isinstance(offsets, dict):
+        from ..training.data import load_examples
+        from ..training.losses import count_positives, pitch_balance_weights
+
+        data = [d for d in spec.get("data") or [] if Path(d).is_dir()]
+        if not data or len(data) != len(spec.get("data") or []):
+            raise BadInput(
+                f"{where}: a checkpoint of a pitch-balanced run from before checkpoints kept the prior; "
+                "its training data folders are needed to remove it and are not all there"
+            )
+        fc = model.feature_config
+        weights = pitch_balance_weights(
+            count_positives(load_examples(data, split="train", feature_config=fc), feature_config=fc)
+        )
+        offsets = prior_offsets(weights)
+    model.shift_logits({h: torch.as_tensor(v).float() for h, v in offsets.items()})
+
+
 def export_run(
     run_dir: str | os.PathLike,
     out_dir: str | os.PathLike,
@@ -234,6 +260,8 @@ def export_run(
     decode_config = from_dict(DecodeConfig, run_decode if run_decode is not None else spec.get("decode_config"))
     model = build_model(spec["architecture"], spec["model_config"], feature_config)
     load_weights_strict(model, ckpt["model"], where=ckpt_path, architecture=spec["architecture"])
+    if (spec.get("train_config") or {}).get("pitch_balanced") and not ckpt.get("debiased"):
+        remove_pitch_prior(model, ckpt, spec, where=ckpt_path)
 
     step = ckpt.get("step")
     step = int(step) if isinstance(step, (int, float)) else None
