@@ -136,7 +136,7 @@ def test_cli_bad_inputs(tiny_release, library, tmp_path, three_note_midi):
     from amtcli.zoo.release import save_release
 
     unet = save_release(build_model("unet-bilstm"), tmp_path / "unet")
-    wrong = base + ["--library", str(library)]
+    wrong = base + ["--library", str(library), "--method", "embedding"]
     wrong[wrong.index(str(tiny_release))] = str(unet)
     _one_error_line(runner.invoke(app, wrong), 2, "needs an embedding model")
 
