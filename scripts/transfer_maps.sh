@@ -42,7 +42,14 @@ if [ "$WHAT" = all ] || [ "$WHAT" = scratch ]; then
 fi
 if [ "$WHAT" = all ] || [ "$WHAT" = report ]; then
   mkdir -p "$(dirname "$PLOT")"
-  $AMT finetune --compare "$OUT/finetuned" --compare "$OUT/scratch" --plot "$PLOT" --overwrite  # the fold runs there
+  # the curves of the folds finished in both arms (all of them after a full run), as in the table
+  CURVES=()
+  for ((i = 0; i < FOLDS; i++)); do
+    if [ -f "$OUT/finetuned/fold-$i/finetune.json" ] && [ -f "$OUT/scratch/fold-$i/finetune.json" ]; then
+      CURVES+=(--compare "$OUT/finetuned/fold-$i" --compare "$OUT/scratch/fold-$i")
+    fi
+  done
+  $AMT finetune "${CURVES[@]}" --plot "$PLOT" --overwrite
   .venv/bin/python - "$OUT" "$MODEL" "$FOLDS" <<'EOF' | tee "$OUT/table.md"
 import json, sys
 from pathlib import Path
@@ -63,7 +70,7 @@ rows = [
     ("MAPS only, from a random init (same steps)", pool_counts([r["counts"]["fine_tuned"] for r in sc])),
 ]
 n = sum(r["test_items"] for r in ft)
-which = "all folds" if len(done) == k else f"folds {', '.join(map(str, done))} of 0..{k - 1} (the others were not run)"
+which = "all folds" if len(done) == k else f"only fold(s) {', '.join(map(str, done))} of 0..{k - 1}: the others were not run"
 print(f"MAPS Disklavier, {n} held-out recordings ({which}; {k} folds by piece), each scored by the models of the "
       f"fold that held it out; micro over all notes. Starting weights sha256 {sha[:12]}.\n")
 print("| system | frame F1 | note P | note R | note F1 | note+offset F1 |")
