@@ -93,7 +93,7 @@ def align(
     )
 
 
-LIBRARY_CANDIDATES = 10  # --library: how many of amt identify's best pieces are aligned to choose from
+LIBRARY_CANDIDATES = 3  # --library: how many of amt identify's best pieces are aligned to choose from
 
 
 def transcribe_informed(
@@ -143,7 +143,9 @@ def transcribe_informed(
             def indexed(done: int, total: int, name: str) -> None:
                 bar.update(task, completed=done, total=total, info=name[-40:])
 
-            score, found = identify_candidates(source, library, top=LIBRARY_CANDIDATES, progress=indexed)
+            score, found = identify_candidates(
+                source, library, top=LIBRARY_CANDIDATES, model=model, device=dev, progress=indexed
+            )
         task2 = bar.add_task("transcribing", total=None, info=source.name)
 
         def report(done: int, total: int) -> None:
@@ -158,6 +160,7 @@ def transcribe_informed(
             chunk_s=chunk_s,
             precision=precision,
             on_progress=report,
+            transcription=found.transcription if library is not None else None,
         )
     if library is not None:
         score = score[result.score_index]

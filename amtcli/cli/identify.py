@@ -59,7 +59,7 @@ def identify(
     top: Annotated[int, typer.Option("--top", "-n", help="How many pieces to list.")] = 5,
     shortlist: Annotated[
         int, typer.Option("--shortlist", help="transcription: pieces the fingerprints pass on to the DTW re-ranking.")
-    ] = 20,
+    ] = 10,
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Processes that read new library files.")] = 1,
     device: DeviceOpt = "auto",
     cache_dir: Annotated[

@@ -174,7 +174,7 @@ def transcribe(
         Optional[Path],
         typer.Option(
             "--library",
-            help="A folder of MIDI scores: amt identify ranks the pieces, its 10 best are aligned to the recording, and the best-aligned one is used as --score.",
+            help="A folder of MIDI scores: amt identify ranks the pieces (by the transcription), its 3 best are aligned to the recording, and the best-aligned one is used as --score.",
             show_default=False,
         ),
     ] = None,

@@ -25,7 +25,7 @@ from ..fingerprint import FingerprintConfig, note_codes, notes_features, pool_fr
 from ..notes import NoteArray
 from .note_index import NoteLibrary, index_notes
 
-SHORTLIST = 20  # pieces the fingerprints pass on to the DTW
+SHORTLIST = 10  # pieces the fingerprints pass on to the DTW
 POOL = 4  # posterior frames averaged per DTW frame (31.25 fps -> 7.8 fps)
 
 

@@ -197,7 +197,7 @@ def index_notes(
         if missing:
             raise BadInput(f"{missing[0]}: no such MIDI file")
         root = Path("/")
-        key_root = Path("list:" + hashlib.sha256("\n".join(map(str, paths)).encode()).hexdigest()[:16])
+        key_root = Path("list:")  # one cache for every list: entries of files not listed now are kept
     else:
         root = Path(library).resolve()
         paths = find_midi_files(root)
@@ -239,7 +239,8 @@ def index_notes(
         if progress is not None:
             progress(done, len(files), rel)
         if use_cache and time.monotonic() - last_write > SAVE_EVERY_S:
-            _write_cache(cache_path, entries, [f for f in files if f in entries], config)
+            extra = [f for f in cached if f not in entries] if key_root != root else []
+            _write_cache(cache_path, {**cached, **entries}, [f for f in files if f in entries] + extra, config)
             last_write = time.monotonic()
 
     if todo and jobs > 1:
@@ -255,8 +256,13 @@ def index_notes(
     else:
         for item in todo:
             finished(*_read_one(item))
-    if use_cache and (todo or changed_meta or set(cached) != set(files)):
-        _write_cache(cache_path, entries, files, config)
+    if key_root != root:  # a list: keep the cached files it does not name
+        files_kept = [f for f in cached if f not in entries]
+        entries.update({f: cached[f] for f in files_kept})
+    else:
+        files_kept = []
+    if use_cache and (todo or changed_meta or set(cached) != set(files) | set(files_kept)):
+        _write_cache(cache_path, entries, files + files_kept, config)
 
     usable = [rel for rel in files if entries[rel]["reason"] is None]
     skipped = [(rel, entries[rel]["reason"]) for rel in files if entries[rel]["reason"] is not None]

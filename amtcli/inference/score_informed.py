@@ -125,6 +125,7 @@ def transcribe_with_score(
     align_config: AlignConfig | None = None,
     correct_config: CorrectConfig | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    transcription: Transcription | None = None,
 ) -> InformedTranscription:
     """Score-informed transcription: transcribe ``recording``, align ``score`` to it, and correct
     the notes with the aligned score (:func:`amtcli.align.correct_transcription`): notes the audio
@@ -133,21 +134,26 @@ def transcribe_with_score(
 
     ``score`` may be a list of candidate scores (paths or notes): each is aligned and the one
     with the lowest mean cost along its warping path is used (``.score_index`` says which;
-    ``.score_costs`` holds every candidate's cost)."""
+    ``.score_costs`` holds every candidate's cost). ``transcription``: the recording already
+    transcribed by ``model`` (as :func:`identify_candidates` returns it), used when ``decode`` is
+    None or the one it was decoded with."""
     candidates = score if isinstance(score, list) else [score]
     if not candidates:
         raise BadInput("no score to transcribe with")
     notes = [read_score(c) for c in candidates]
     model = _loaded(model, device)
-    result = _frame_transcription(
-        recording,
-        model=model,
-        device=device,
-        decode=decode,
-        chunk_s=chunk_s,
-        precision=precision,
-        on_progress=on_progress,
-    )
+    if transcription is not None and transcription.posteriors and decode in (None, transcription.decode):
+        result = transcription
+    else:
+        result = _frame_transcription(
+            recording,
+            model=model,
+            device=device,
+            decode=decode,
+            chunk_s=chunk_s,
+            precision=precision,
+            on_progress=on_progress,
+        )
     fmin = _fmin_midi(model)
     alignments = [
         align_notes(
@@ -184,20 +190,29 @@ def identify_candidates(
     recording: str | os.PathLike,
     library: str | os.PathLike,
     *,
-    top: int = 10,
-    embedding_model: str = "embedding",
+    top: int = 3,
+    model: Any = "synthetic",
+    device: str = "auto",
     cache_dir: str | os.PathLike | None = None,
     progress: Callable[[int, int, str], None] | None = None,
+    on_transcribe_progress: Callable[[int, int], None] | None = None,
 ) -> tuple[list[Path], Any]:
-    """The ``top`` MIDI files of ``library`` that ``recording`` most likely plays, by ``amt identify``'s
-    machinery (:func:`amtcli.inference.identify.identify_recording`), best first; pieces that got
-    no vote follow in file order while fewer than ``top`` did. Returns ``(paths, identification)``."""
-    from .identify import identify_recording, load_embedding_model
+    """The ``top`` MIDI files of ``library`` that ``recording`` most likely plays, best first, by
+    ``amt identify --method transcription`` (:func:`amtcli.inference.identify_notes.identify_by_transcription`:
+    transcribe with ``model``, fingerprint pre-filter, DTW re-ranking). Returns ``(paths, identification)``;
+    ``identification.transcription`` is the recording's transcription, for :func:`transcribe_with_score`."""
+    from .identify_notes import identify_by_transcription
 
-    net = load_embedding_model(embedding_model)
-    found = identify_recording(recording, library, model=net, top=top, cache_dir=cache_dir, progress=progress)
-    files = [m.file for m in found.matches]
-    files += [f for f in found.index.files if f not in files][: max(0, top - len(files))]
-    if not files:
+    found = identify_by_transcription(
+        recording,
+        library,
+        model=_loaded(model, device),
+        device=device,
+        top=top,
+        cache_dir=cache_dir,
+        progress=progress,
+        on_transcribe_progress=on_transcribe_progress,
+    )
+    if not found.matches:
         raise BadInput(f"{recording}: no piece of {library} could be matched")
-    return [found.index.root / f for f in files], found
+    return [found.library.root / m.file for m in found.matches], found
