@@ -7,8 +7,11 @@
 #    program 0), re-split by piece for training (80/10/10: validation chooses the checkpoint and thresholds).
 # 2. train: R noise rounds of N steps each from a copy of MODEL (one clean step first: amt finetune needs one),
 #    each round at the noise level (pink by default) that raises the loss by 10-30 % (searched anew per round).
-# 3. sweep: the starting model and the noise-trained one on the 11 real MAPS Disklavier recordings, clean and
+# 3. sweep: the starting model and the noise-trained one on real MAPS Disklavier recordings, clean and
 #    with white and pink noise at 30, 20, 10, 5, 0 and -5 dB SNR (amt evaluate --snr; same noise for both).
+#    By default on the four shortest of the 11 (4.5 min: chpn-p14, grieg_kobold, both scn15_11 takes;
+#    linked into $OUT/maps-short in the MAPS layout), which is what the shared 2-core machine allowed;
+#    SWEEP_ALL=1 sweeps all 11 (29 min of audio, 14 passes per colour).
 # Writes $OUT (default work/noise): base/ (+ base.sha256), robust/ (the run; release/), sweep-<colour>.json,
 # table.md, and the F1-vs-SNR plots $PLOTS/f1_vs_snr_<colour>.png (default docs/noise/).
 # Knobs: MODEL (synthetic), ROUNDS (2), ROUND_STEPS (60), KIND (pink), LR (1e-3: the clean step; rounds
@@ -45,8 +48,17 @@ if [ "$WHAT" = all ] || [ "$WHAT" = train ]; then
 fi
 if [ "$WHAT" = all ] || [ "$WHAT" = sweep ]; then
   mkdir -p "$PLOTS"
+  SWEEP_ROOT="$DATA/real/maps"
+  if [ "${SWEEP_ALL:-0}" != 1 ]; then
+    SWEEP_ROOT="$OUT/maps-short"
+    for id in ENSTDkAm/MUS/MAPS_MUS-chpn-p14_ENSTDkAm ENSTDkAm/MUS/MAPS_MUS-grieg_kobold_ENSTDkAm \
+      ENSTDkAm/MUS/MAPS_MUS-scn15_11_ENSTDkAm ENSTDkCl/MUS/MAPS_MUS-scn15_11_ENSTDkCl; do
+      mkdir -p "$SWEEP_ROOT/$(dirname "$id")"
+      for ext in wav txt; do ln -sf "$(realpath "$DATA/real/maps/$id.$ext")" "$SWEEP_ROOT/$id.$ext"; done
+    done
+  fi
   for colour in ${COLOURS:-pink white}; do
-    [ -f "$OUT/sweep-$colour.json" ] || $AMT evaluate -d maps --root "$DATA/real/maps" --split all \
+    [ -f "$OUT/sweep-$colour.json" ] || $AMT evaluate -d maps --root "$SWEEP_ROOT" --split all \
       -m "$OUT/base" -m "$OUT/robust/release" --snr "$SNRS" --noise "$colour" --device cpu \
       --json "$OUT/sweep-$colour.json" --plot "$PLOTS/f1_vs_snr_$colour.png" --overwrite
   done
@@ -58,9 +70,13 @@ from pathlib import Path
 
 out, model = Path(sys.argv[1]), sys.argv[2]
 names = {"base": f"{model} (base)", "release": "noise rounds"}  # system names: the release folders' names
-print(f"MAPS Disklavier, 11 recordings, note F1 (micro) by SNR; starting weights sha256 "
+sweeps = sorted(out.glob("sweep-*.json"))
+if not sweeps:
+    sys.exit("no sweep yet")
+doc0 = json.loads(sweeps[0].read_text())
+print(f"MAPS Disklavier, {doc0['dataset']['n_items']} recordings ({doc0['dataset']['root']}), note F1 (micro) by SNR; starting weights sha256 "
       f"{(out / 'base.sha256').read_text().strip()[:12]}.\n")
-for path in sorted(out.glob("sweep-*.json")):
+for path in sweeps:
     doc = json.loads(path.read_text())
     table: dict = {}
     for run in doc["runs"]:
@@ -68,7 +84,7 @@ for path in sorted(out.glob("sweep-*.json")):
         table.setdefault(run["system"], {})[snr] = run["aggregate"]["micro"]["note"]["f1"]
     snrs = [None] + sorted({s for row in table.values() for s in row if s is not None}, reverse=True)
     colour = path.stem.split("-", 1)[1]
-    print(f"{colour} noise | " + " | ".join("clean" if s is None else f"{s:g} dB" for s in snrs) + " | 0 dB / clean |")
+    print(f"| {colour} noise | " + " | ".join("clean" if s is None else f"{s:g} dB" for s in snrs) + " | 0 dB / clean |")
     print("|---" * (len(snrs) + 2) + "|")
     for system, row in table.items():
         ratio = row.get(0.0, float("nan")) / row[None]
