@@ -26,7 +26,7 @@ from ..notes import NoteArray
 from .note_index import NoteLibrary, index_notes
 
 SHORTLIST = 10  # pieces the fingerprints pass on to the DTW
-POOL = 4  # posterior frames averaged per DTW frame (31.25 fps -> 7.8 fps)
+POOL = 8  # posterior frames averaged per DTW frame (31.25 fps -> 3.9 fps)
 
 
 @dataclass
