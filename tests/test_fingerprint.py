@@ -154,7 +154,7 @@ def test_cli_identifies_a_rendered_excerpt_with_a_tempo_change(midi_library, tmp
     assert "8 file(s) read now" in result.output and "skipped 1 file(s)" in result.output
     rows = [line for line in result.output.splitlines() if ".mid" in line and "│" in line]
     assert len(rows) == 3 and "piece2.mid" in rows[0], result.output
-    start = rows[0].split("│")[4].strip()  # m:ss.s
+    start = rows[0].split("│")[5].strip()  # m:ss.s
     minutes, secs = start.split(":")
     assert abs(int(minutes) * 60 + float(secs) - 8.0) < 1.0, result.output
     again = runner.invoke(app, args, env={"COLUMNS": "200"})

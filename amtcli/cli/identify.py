@@ -58,8 +58,8 @@ def identify(
     ] = None,
     top: Annotated[int, typer.Option("--top", "-n", help="How many pieces to list.")] = 5,
     shortlist: Annotated[
-        int, typer.Option("--shortlist", help="transcription: pieces the fingerprints pass on to the DTW re-ranking.")
-    ] = 10,
+        int, typer.Option("--shortlist", help="transcription: how many of the best pieces DTW aligns for the offset.")
+    ] = 3,
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Processes that read new library files.")] = 1,
     device: DeviceOpt = "auto",
     cache_dir: Annotated[
@@ -73,9 +73,8 @@ def identify(
     """Identify a recording in a MIDI library: which piece it plays, and from where.
 
     transcription (the default): the recording is transcribed once; fingerprints of its notes (pitch
-    triples and their time-gap ratio, which a tempo change leaves alone) pick --shortlist pieces of the
-    library, and subsequence DTW of the transcription against each re-ranks them and finds where the
-    recording starts. embedding: snippets of the recording vote for their nearest library snippets in
+    triples and their time-gap ratio, which a tempo change leaves alone) rank the library, and
+    subsequence DTW of the transcription against the --shortlist best finds where the recording starts. embedding: snippets of the recording vote for their nearest library snippets in
     the joint audio-score embedding.
 
     The library's MIDI files are read once into an index cached on disk; only new or changed files
@@ -154,7 +153,7 @@ def _by_transcription(recording, library, model, top, shortlist, jobs, device, c
     s = result.seconds
     out.print(
         f"recording: {escape(str(recording))}, {_clock(result.duration_s)}, {result.n_notes} notes transcribed "
-        f"({s['transcribe']:.1f} s; fingerprints {s['prefilter']:.2f} s; DTW of {min(shortlist, len(lib.files))} "
+        f"({s['transcribe']:.1f} s; fingerprints {s['prefilter']:.2f} s; DTW of {min(shortlist, len(lib.files), top)} "
         f"pieces {s['rerank']:.1f} s)"
     )
     if not result.n_notes:
@@ -162,22 +161,23 @@ def _by_transcription(recording, library, model, top, shortlist, jobs, device, c
     table = Table(title="best matches")
     table.add_column("#", justify="right")
     table.add_column("piece")
+    table.add_column("score", justify="right")
     table.add_column("cost", justify="right")
     table.add_column("starts at", justify="right")
     table.add_column("ends at", justify="right")
-    table.add_column("fingerprint rank", justify="right")
     for rank, m in enumerate(result.matches, 1):
         table.add_row(
             str(rank),
             escape(m.file),
-            f"{m.cost:.3f}",
-            _clock(m.offset_s),
-            _clock(m.end_s),
-            str(m.prefilter_rank),
+            f"{m.prefilter:.2f}",
+            "-" if m.cost != m.cost else f"{m.cost:.3f}",
+            "-" if m.offset_s != m.offset_s else _clock(m.offset_s),
+            "-" if m.end_s != m.end_s else _clock(m.end_s),
         )
     out.print(table)
     out.print(
-        "[dim]cost: mean DTW cost of the transcription against the piece (0 identical, 1 nothing in common); "
+        "[dim]score: fingerprint score (the ranking); cost: mean DTW cost of the transcription against the piece "
+        "(0 identical, 1 nothing in common); "
         "starts at / ends at: the piece times the recording's start and end align to.[/]"
     )
 
