@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# The training data of the `synthetic` v2 model (see scripts/build_synthetic_model.sh, which calls this).
-# Every soundfont Debian ships that has a General MIDI bank (installed by that script), recorded and
+# Broader training data for a next default model: every soundfont Debian ships that has a General MIDI
+# bank (fluid-soundfont-gm, musescore-general-soundfont, fluidr3mono-gm-soundfont, timgm6mb-soundfont,
+# csound-soundfont, opl3-soundfont; FluidR3_GS has no bank 0), recorded and
 # simulated rooms, lossy codecs, random polyphony beside composed music; features stored at the
-# model's input level (-24 dBFS). Each dataset resumes where it stopped when rerun.
+# model's input level (-24 dBFS). Each dataset resumes where it stopped when rerun. A first candidate
+# trained on it (2,000 steps from `synthetic` with `amt train --init synthetic --pitch-balanced --lr 5e-4`)
+# scored below `synthetic` on the real validation and was not shipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 AMT=.venv/bin/amt
@@ -12,6 +15,19 @@ WORK=${WORK:-work}
 W=${WORKERS:-2}
 SF2=/usr/share/sounds/sf2
 SF3=/usr/share/sounds/sf3
+need_apt=()
+[ -f $SF2/FluidR3_GM.sf2 ] || need_apt+=(fluid-soundfont-gm)
+[ -f $SF3/MuseScore_General_Full.sf3 ] || need_apt+=(musescore-general-soundfont)
+[ -f $SF3/FluidR3Mono_GM.sf3 ] || need_apt+=(fluidr3mono-gm-soundfont)
+[ -f $SF2/TimGM6mb.sf2 ] || need_apt+=(timgm6mb-soundfont)
+[ -f $SF2/sf_GMbank.sf2 ] || need_apt+=(csound-soundfont)
+[ -f $SF2/OPL-3_FM_128M.sf2 ] || need_apt+=(opl3-soundfont)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
+fi
 PIANO_SF="--soundfont $SF2/FluidR3_GM.sf2 --soundfont $SF3/MuseScore_General_Full.sf3 --soundfont $SF3/FluidR3Mono_GM.sf3
   --soundfont $SF2/TimGM6mb.sf2 --soundfont $SF2/sf_GMbank.sf2"
 ALL_SF="$PIANO_SF --soundfont $SF2/OPL-3_FM_128M.sf2"

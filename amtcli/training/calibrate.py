@@ -41,14 +41,20 @@ def prior_offsets(weights: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str
     return {h: (-np.log(weights[h][1] / weights[h][0])).astype(np.float32) for h in BCE_HEADS}
 
 
+def remove_prior(model, offsets) -> None:
+    """Remove the pitch-balanced prior from ``model`` in place (``offsets``: :func:`prior_offsets`,
+    as numpy arrays or tensors, e.g. a checkpoint's ``prior_offsets``)."""
+    import torch
+
+    model.shift_logits({h: torch.as_tensor(np.asarray(v, dtype=np.float32)) for h, v in offsets.items()})
+
+
 def debiased_copy(model, offsets: dict[str, np.ndarray]):
     """A copy of ``model`` with the pitch-balanced prior removed (``offsets`` from :func:`prior_offsets`)."""
     import copy
 
-    import torch
-
     twin = copy.deepcopy(model)
-    twin.shift_logits({h: torch.as_tensor(np.asarray(v, dtype=np.float32)) for h, v in offsets.items()})
+    remove_prior(twin, offsets)
     return twin
 
 
@@ -60,12 +66,10 @@ def debias_pitch_balanced(model, train_examples) -> dict[str, np.ndarray]:
     counts the loss used) makes the outputs probabilities again, so one threshold suits every key.
     Returns the offsets applied ``{head: (88,)}``.
     """
-    import torch
-
     from .losses import count_positives, pitch_balance_weights
 
     offsets = prior_offsets(pitch_balance_weights(count_positives(train_examples, feature_config=model.feature_config)))
-    model.shift_logits({h: torch.from_numpy(v) for h, v in offsets.items()})
+    remove_prior(model, offsets)
     return offsets
 
 

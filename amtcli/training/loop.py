@@ -438,7 +438,7 @@ class TranscriberTask(Task):
         cfg, spec, model = self.spec.train_config, self.spec, self.modules["model"]
         if not (cfg.calibrate and self.val):
             return
-        from .calibrate import calibrate_decoding
+        from .calibrate import calibrate_decoding, remove_prior
 
         solver.emit("status", {"message": "choosing decoding thresholds on the validation split"})
         best_path = solver.ckpt_dir / "best.pt"
@@ -446,7 +446,7 @@ class TranscriberTask(Task):
         model.load_state_dict(best_state["model"], strict=True)
         if cfg.pitch_balanced and not best_state.get("debiased"):
             # best.pt becomes release-ready: outputs are probabilities again (see debias_pitch_balanced)
-            model.shift_logits({h: torch.from_numpy(v) for h, v in self.prior.items()})
+            remove_prior(model, self.prior)
             best_state.update(model=model.state_dict(), debiased=True)
             save_checkpoint(best_state, best_path)
         model.eval()

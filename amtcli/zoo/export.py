@@ -191,27 +191,22 @@ def model_card(
 def remove_pitch_prior(model, ckpt: dict[str, Any], spec: dict[str, Any], *, where: Path) -> None:
     """Make a checkpoint of a pitch-balanced run release-ready (outputs probabilities, as best.pt is
     after training): its stored ``prior_offsets``, or offsets counted again from the run's training data."""
-    import torch
 
-    from ..training.calibrate import prior_offsets
+    from ..training.calibrate import debias_pitch_balanced, remove_prior
 
     offsets = ckpt.get("prior_offsets")
-    if not isinstance(offsets, dict):
-        from ..training.data import load_examples
-        from ..training.losses import count_positives, pitch_balance_weights
+    if isinstance(offsets, dict):
+        remove_prior(model, offsets)
+        return
+    from ..training.data import load_examples
 
-        data = [d for d in spec.get("data") or [] if Path(d).is_dir()]
-        if not data or len(data) != len(spec.get("data") or []):
-            raise BadInput(
-                f"{where}: a checkpoint of a pitch-balanced run from before checkpoints kept the prior; "
-                "its training data folders are needed to remove it and are not all there"
-            )
-        fc = model.feature_config
-        weights = pitch_balance_weights(
-            count_positives(load_examples(data, split="train", feature_config=fc), feature_config=fc)
+    data = [d for d in spec.get("data") or [] if Path(d).is_dir()]
+    if not data or len(data) != len(spec.get("data") or []):
+        raise BadInput(
+            f"{where}: a checkpoint of a pitch-balanced run from before checkpoints kept the prior; "
+            "its training data folders are needed to remove it and are not all there"
         )
-        offsets = prior_offsets(weights)
-    model.shift_logits({h: torch.as_tensor(v).float() for h, v in offsets.items()})
+    debias_pitch_balanced(model, load_examples(data, split="train", feature_config=model.feature_config))
 
 
 def export_run(
