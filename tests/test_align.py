@@ -136,7 +136,16 @@ def test_correction_adds_supported_drops_weak_keeps_strong():
         confidence=np.array([0.9, 0.9, 0.95, 0.4]),
     )
     al = align_notes(score, post, frame_rate=FR)
-    fixed = correct_transcription(transcribed, al, post, frame_rate=FR)
+    # the score is trusted by default: every note of it the model missed is added, 72 without support too
+    trusting = correct_transcription(transcribed, al, post, frame_rate=FR)
+    got = {(int(p), round(float(t), 1)) for p, t in zip(trusting.notes.pitch, trusting.notes.onset_s)}
+    assert {(p, t) for p, t in got if p != 72} == {(60, 1.0), (64, 2.0), (67, 3.0), (50, 5.0)}  # 53: weak, unscored
+    assert 72 in trusting.notes.pitch.tolist()  # where the path puts it: the recording has nothing of it
+    assert (trusting.kept, trusting.added, trusting.unsupported) == (2, 2, 0)
+    # asking for support: 64 (onset 0.05) is added, 72 (no support) is not
+    fixed = correct_transcription(
+        transcribed, al, post, frame_rate=FR, config=CorrectConfig(add_threshold=0.01, add_frame_threshold=0.05)
+    )
     got = {(int(p), round(float(t), 1)) for p, t in zip(fixed.notes.pitch, fixed.notes.onset_s)}
     assert got == {(60, 1.0), (64, 2.0), (67, 3.0), (50, 5.0)}  # 72 has no support; 53 is weak and unscored
     assert (fixed.kept, fixed.kept_unscored, fixed.dropped, fixed.added, fixed.unsupported) == (2, 1, 1, 1, 1)
