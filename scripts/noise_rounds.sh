@@ -12,9 +12,11 @@
 #    By default on the four shortest of the 11 (4.5 min: chpn-p14, grieg_kobold, both scn15_11 takes;
 #    linked into $OUT/maps-short in the MAPS layout), which is what the shared 2-core machine allowed;
 #    SWEEP_ALL=1 sweeps all 11 (29 min of audio, 14 passes per colour).
-# Writes $OUT (default work/noise): base/ (+ base.sha256), robust/ (the run; release/), sweep-<colour>.json,
+# 2b. the same rounds twice, same data and steps: plain BCE and the pitch-balanced loss (ARMS="bce pb").
+# Writes $OUT (default work/noise): base/ (+ base.sha256), rounds-<arm>/ (the runs; release/, linked as
+# noise-rounds-<arm>), sweep-<colour>.json,
 # table.md, and the F1-vs-SNR plots $PLOTS/f1_vs_snr_<colour>.png (default docs/noise/).
-# Knobs: MODEL (synthetic), ROUNDS (2), ROUND_STEPS (60), KIND (pink), LR (1e-3: the clean step; rounds
+# Knobs: MODEL (synthetic), ARMS ("bce pb"), ROUNDS (2), ROUND_STEPS (60), KIND (pink), LR (1e-3: the clean step; rounds
 # run at a tenth), CROP_S (5), BATCH (8), SNRS (30,20,10,5,0,-5), COLOURS ("pink white").
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +28,9 @@ PLOTS=${PLOTS:-docs/noise}
 MODEL=${MODEL:-synthetic}
 TRAIN=${TRAIN:-work/data/asap-piano-60}
 SNRS=${SNRS:-30,20,10,5,0,-5}
+ROUNDS=${ROUNDS:-2}
+ROUND_STEPS=${ROUND_STEPS:-60}
+ARMS=${ARMS:-bce pb}
 WHAT=${1:-all}
 mkdir -p "$OUT"
 
@@ -40,11 +45,17 @@ if [ "$WHAT" = all ] || [ "$WHAT" = data ]; then
     --excerpt-s 20 --features --max-files 60 --workers 1
 fi
 if [ "$WHAT" = all ] || [ "$WHAT" = train ]; then
-  RESUME=(); [ -f "$OUT/robust/checkpoints/last.pt" ] && RESUME=(--resume)
-  [ -f "$OUT/robust/finetune.json" ] || $AMT finetune --from "$OUT/base" --to synthetic --root "$TRAIN" --split-by piece --out "$OUT/robust" \
-    --steps 1 --lr "${LR:-1e-3}" --noise-rounds "${ROUNDS:-2}" --noise-steps "${ROUND_STEPS:-60}" \
-    --noise-kind "${KIND:-pink}" --crop-s "${CROP_S:-5}" --batch-size "${BATCH:-8}" --val-every 25 --patience 0 \
-    --device cpu "${RESUME[@]}"
+  for arm in $ARMS; do
+    case $arm in bce) LOSS=--no-pitch-balanced ;; pb) LOSS=--pitch-balanced ;; *) echo "unknown arm $arm (bce or pb)" >&2; exit 2 ;; esac
+    RUN=$OUT/rounds-$arm
+    RESUME=(); [ -f "$RUN/checkpoints/last.pt" ] && RESUME=(--resume)
+    [ -f "$RUN/finetune.json" ] || $AMT finetune --from "$OUT/base" --to synthetic --root "$TRAIN" --split-by piece --out "$RUN" \
+      --steps 1 --lr "${LR:-1e-3}" --noise-rounds "$ROUNDS" --noise-steps "$ROUND_STEPS" $LOSS \
+      --noise-kind "${KIND:-pink}" --crop-s "${CROP_S:-5}" --batch-size "${BATCH:-8}" --val-every 25 --patience 0 \
+      --device cpu "${RESUME[@]}"
+    # the sweep names each system by its folder: noise-rounds-<arm>
+    ln -sfn "rounds-$arm/release" "$OUT/noise-rounds-$arm"
+  done
 fi
 if [ "$WHAT" = all ] || [ "$WHAT" = sweep ]; then
   mkdir -p "$PLOTS"
@@ -57,9 +68,10 @@ if [ "$WHAT" = all ] || [ "$WHAT" = sweep ]; then
       for ext in wav txt; do ln -sf "$(realpath "$DATA/real/maps/$id.$ext")" "$SWEEP_ROOT/$id.$ext"; done
     done
   fi
+  ARM_MODELS=(); for arm in $ARMS; do ARM_MODELS+=(-m "$OUT/noise-rounds-$arm"); done
   for colour in ${COLOURS:-pink white}; do
     [ -f "$OUT/sweep-$colour.json" ] || $AMT evaluate -d maps --root "$SWEEP_ROOT" --split all \
-      -m "$OUT/base" -m "$OUT/robust/release" --snr "$SNRS" --noise "$colour" --device cpu \
+      -m "$OUT/base" "${ARM_MODELS[@]}" --snr "$SNRS" --noise "$colour" --device cpu \
       --json "$OUT/sweep-$colour.json" --plot "$PLOTS/f1_vs_snr_$colour.png" --overwrite
   done
 fi
@@ -69,7 +81,7 @@ import json, sys
 from pathlib import Path
 
 out, model = Path(sys.argv[1]), sys.argv[2]
-names = {"base": f"{model} (base)", "release": "noise rounds"}  # system names: the release folders' names
+names = {"base": f"{model} (base)", "noise-rounds-bce": "noise rounds, BCE", "noise-rounds-pb": "noise rounds, pitch-balanced"}
 sweeps = sorted(out.glob("sweep-*.json"))
 if not sweeps:
     sys.exit("no sweep yet")

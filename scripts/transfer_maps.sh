@@ -4,11 +4,12 @@
 # random init with the same steps. K-fold cross-validation by piece (both takes of a piece in one fold):
 # every recording is scored once, by models that never trained on it.
 #
-#   bash scripts/transfer_maps.sh [all|finetuned|scratch|report]     # default: all; resumable
+#   bash scripts/transfer_maps.sh [all|finetuned|kept|scratch|report]     # default: all; resumable
 #
 # Writes $OUT (default work/transfer): base/ (a copy of the starting model, so that the folds all start
 # from the same weights even if models/synthetic changes meanwhile; its sha256 in base.sha256),
-# finetuned/ and scratch/ (fold-<i>/ run folders with release/ and finetune.json, folds.json pooled),
+# finetuned/, kept/ (the same fine-tuning keeping the starting model's decoding thresholds instead of choosing
+# them on the one or two validation recordings of a fold: --keep-thresholds) and scratch/ (fold-<i>/ run folders with release/ and finetune.json, folds.json pooled),
 # table.md, and the validation-F1-vs-step plot $PLOT (default docs/transfer/f1_vs_step.png).
 # Knobs (environment): MODEL (synthetic), FOLDS (3), STEPS (150), CROP_S (5), BATCH (8), VAL_EVERY (25),
 # LR_FT (3e-4: fine-tuning), LR_SCRATCH (1e-3: the synthetic model's own training rate), SEED (0).
@@ -37,6 +38,9 @@ echo "starting model: $MODEL, weights sha256 $(cat "$OUT/base.sha256")"
 if [ "$WHAT" = all ] || [ "$WHAT" = finetuned ]; then
   $AMT finetune --from "$OUT/base" --out "$OUT/finetuned" --lr "${LR_FT:-3e-4}" "${COMMON[@]}"
 fi
+if [ "$WHAT" = all ] || [ "$WHAT" = kept ]; then
+  $AMT finetune --from "$OUT/base" --out "$OUT/kept" --lr "${LR_FT:-3e-4}" --keep-thresholds "${COMMON[@]}"
+fi
 if [ "$WHAT" = all ] || [ "$WHAT" = scratch ]; then
   $AMT finetune --from scratch --like "$OUT/base" --out "$OUT/scratch" --lr "${LR_SCRATCH:-1e-3}" "${COMMON[@]}"
 fi
@@ -58,15 +62,17 @@ from amtcli.training.finetune import pool_counts
 
 out, model, k = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 # the folds both arms have finished (all of them after a full run; fewer if it was stopped early)
-done = [i for i in range(k) if all((out / arm / f"fold-{i}" / "finetune.json").is_file() for arm in ("finetuned", "scratch"))]
+done = [i for i in range(k) if all((out / arm / f"fold-{i}" / "finetune.json").is_file() for arm in ("finetuned", "kept", "scratch"))]
 if not done:
     sys.exit("no fold finished in both arms yet")
 ft = [json.loads((out / "finetuned" / f"fold-{i}" / "finetune.json").read_text()) for i in done]
 sc = [json.loads((out / "scratch" / f"fold-{i}" / "finetune.json").read_text()) for i in done]
+kp = [json.loads((out / "kept" / f"fold-{i}" / "finetune.json").read_text()) for i in done]
 sha = (out / "base.sha256").read_text().strip()
 rows = [
     (f"zero-shot: {model} (synthetic audio only)", pool_counts([r["counts"]["zero_shot"] for r in ft])),
-    (f"{model} -> MAPS, fine-tuned", pool_counts([r["counts"]["fine_tuned"] for r in ft])),
+    (f"{model} -> MAPS, fine-tuned, thresholds chosen on the fold's validation", pool_counts([r["counts"]["fine_tuned"] for r in ft])),
+    (f"{model} -> MAPS, fine-tuned, {model}'s thresholds kept", pool_counts([r["counts"]["fine_tuned"] for r in kp])),
     ("MAPS only, from a random init (same steps)", pool_counts([r["counts"]["fine_tuned"] for r in sc])),
 ]
 n = sum(r["test_items"] for r in ft)
@@ -78,12 +84,12 @@ print("|---|---|---|---|---|---|")
 for name, s in rows:
     print(f"| {name} | " + " | ".join(f"{s[key]:.3f}" for key in
           ("frame_f1", "note_precision", "note_recall", "note_f1", "note_offset_f1")) + " |")
-print("\n| fold | held-out recordings | train / validation | best step (fine-tuned, scratch) | note F1 zero-shot | fine-tuned | scratch |")
-print("|---|---|---|---|---|---|---|")
-for a, b in zip(ft, sc):
+print("\n| fold | held-out recordings | train / validation | best step (fine-tuned, kept, scratch) | note F1 zero-shot | fine-tuned | thresholds kept | scratch |")
+print("|---|---|---|---|---|---|---|---|")
+for a, b, d in zip(ft, sc, kp):
     c = a["split_counts"]
     print(f"| {a['split']['fold']} | {', '.join(i.replace('MAPS_MUS-', '') for i in a['test_ids'])} | "
-          f"{c['train']} / {c['validation']} | {a['best_step']}, {b['best_step']} | {a['zero_shot']['note_f1']:.3f} | "
-          f"{a['fine_tuned']['note_f1']:.3f} | {b['fine_tuned']['note_f1']:.3f} |")
+          f"{c['train']} / {c['validation']} | {a['best_step']}, {d['best_step']}, {b['best_step']} | {a['zero_shot']['note_f1']:.3f} | "
+          f"{a['fine_tuned']['note_f1']:.3f} | {d['fine_tuned']['note_f1']:.3f} | {b['fine_tuned']['note_f1']:.3f} |")
 EOF
 fi

@@ -327,3 +327,20 @@ def test_finetune_folds_test_every_take_once_and_pool_the_counts(five_takes, tmp
     assert doc["runs"][0]["aggregate"]["micro"]["note"]["f1"] == pytest.approx(reports[1]["fine_tuned"]["note_f1"])
     res = runner.invoke(app, ["evaluate", "-d", "pairs", "--root", str(five_takes), "--folds", "3"])
     assert res.exit_code != 0 and "--fold 0..2" in res.output and "Traceback" not in res.output
+
+
+def test_keep_thresholds_exports_the_starting_models_decoding(pairs, tmp_path):
+    """--keep-thresholds: no threshold search on the validation split; the release decodes as the start did
+    (and the default run does search: calibration.json is written)."""
+    from amtcli.zoo import read_release_config, resolve
+
+    common = ["--from", "tiny-test", "--to", "pairs", "--root", str(pairs), "--steps", "2", "--batch-size", "2"]
+    common += ["--crop-s", "2", "--val-every", "2", "--device", "cpu"]
+    res = runner.invoke(app, ["finetune", *common, "--out", str(tmp_path / "kept"), "--keep-thresholds"])
+    assert res.exit_code == 0, res.output
+    assert not (tmp_path / "kept" / "calibration.json").exists()
+    start = read_release_config(resolve("tiny-test")).decode_config
+    assert read_release_config(tmp_path / "kept" / "release").decode_config == start
+    res = runner.invoke(app, ["finetune", *common, "--out", str(tmp_path / "chosen")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "chosen" / "calibration.json").is_file()

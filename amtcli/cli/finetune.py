@@ -150,6 +150,14 @@ def finetune(
             help="Weight each key's positive and negative frames equally (AT4rAMT).",
         ),
     ] = False,
+    calibrate: Annotated[
+        bool,
+        typer.Option(
+            "--calibrate/--keep-thresholds",
+            help="Choose the decoding thresholds on the validation split at the end, or keep the starting model's "
+            "(better when the validation split is one or two recordings).",
+        ),
+    ] = True,
     precision: PrecisionOpt = "auto",
     seed: Annotated[int, typer.Option(help="Random seed (batches; the random init with --from scratch).")] = 0,
     split_by: SplitByOpt = "dataset",
@@ -276,6 +284,7 @@ def finetune(
             patience=patience,
             freeze=list(freeze or []),
             pitch_balanced=pitch_balanced,
+            calibrate=calibrate,
             precision=precision,
             seed=seed,
             test_limit=test_limit,

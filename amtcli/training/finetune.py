@@ -187,6 +187,7 @@ def run_finetune(
     patience: int = 5,
     freeze: Sequence[str] = (),
     pitch_balanced: bool = False,
+    calibrate: bool = True,
     precision: str = "auto",
     seed: int = 0,
     test_limit: int | None = None,
@@ -345,6 +346,7 @@ def _finetune_one(*, out: Path, release, plan, **kw) -> FinetuneResult | None:
         pitch_balanced=kw["pitch_balanced"],
         precision=kw["precision"],
         seed=seed,
+        calibrate=kw["calibrate"],
     )
     spec = RunSpec(
         start.architecture,
