@@ -206,3 +206,31 @@ def test_noise_rounds_log_their_level_and_resume_exactly(sine_dataset, tmp_path)
     assert json.loads(a["phase"])["levels"] == json.loads(b["phase"])["levels"]
     for k in a["model"]:
         torch.testing.assert_close(a["model"][k], b["model"][k], rtol=0, atol=0)
+
+
+@pytest.mark.slow
+def test_noise_rounds_keep_the_best_mean_of_clean_and_noisy_validation(sine_dataset, tmp_path):
+    """Clean F1 alone would keep the least noise-trained checkpoint: during the rounds best.pt follows the
+    mean of clean note F1 and note F1 under noise at a fixed level."""
+    from dataclasses import replace
+
+    from amtcli.training.loop import train_transcriber
+
+    spec = _spec(sine_dataset, rounds=1, steps=2, noise_steps=3)
+    spec = replace(spec, train_config=replace(spec.train_config, val_every=1))
+    events = []
+    out = tmp_path / "run"
+    train_transcriber(spec, out_dir=out, on_event=lambda k, r: events.append((k, r)))
+    vals = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    vals = [r for r in vals if "val" in r]
+    clean = [r for r in vals if "noise_round" not in r]
+    rounds = [r for r in vals if r.get("noise_round") == 1]
+    assert clean and rounds
+    assert all("robust_note_f1" not in r["val"] for r in clean)
+    for r in rounds:
+        v = r["val"]
+        assert v["noisy_snr_db"] == 0.0
+        assert v["robust_note_f1"] == pytest.approx(0.5 * (v["note_f1"] + v["noisy_note_f1"]))
+    # the best of the rounds is the best robust score (the clean phase's best does not carry over)
+    assert rounds[-1]["best_f1"] == pytest.approx(max(r["val"]["robust_note_f1"] for r in rounds))
+    assert [r["metric"] for k, r in events if k == "val"][-1] == "robust_note_f1"

@@ -85,7 +85,7 @@ def noise_config(toml: Optional[dict], *, rounds, steps, target, kind, domain):
     return nc.check()
 
 
-SCORE_NAMES = {"note_f1": "note F1"}
+SCORE_NAMES = {"note_f1": "note F1", "robust_note_f1": "note F1 (mean of clean and noisy)"}
 
 
 def render_training(run, *, total_steps: int, start_step: int = 0):

@@ -7,7 +7,8 @@ Phases: the clean phase (``train_config.steps`` steps, or fewer when early stopp
 ``patience`` validations without improvement ends it), then ``noise.rounds`` rounds of
 ``noise.steps`` steps on noisy input, each at a searched level (:mod:`amtcli.training.noise`).
 ``best.pt`` is the best validation of the last phase that ran (a noise-trained model is the point
-of noise rounds). Under DistributedDataParallel each rank samples its own batches (seed + rank).
+of noise rounds; there the score is the mean of clean and noisy note F1, see :mod:`.noise`).
+Under DistributedDataParallel each rank samples its own batches (seed + rank).
 
 The run folder is described in :mod:`amtcli.training.checkpoints`; a transcriber's run may also
 hold ``features/`` (the feature cache, when asked for) and ``calibration.json`` (the decoding
@@ -430,7 +431,38 @@ class TranscriberTask(Task):
             from .calibrate import debiased_copy
 
             model = debiased_copy(model, self.prior)
-        return validate(model, self.val, device=self.device, decode=self.spec.decode_config)
+        scores = validate(model, self.val, device=self.device, decode=self.spec.decode_config)
+        if self.score == "robust_note_f1":
+            noisy = validate(model, self._noisy_validation(), device=self.device, decode=self.spec.decode_config)
+            scores["noisy_note_f1"] = noisy["note_f1"]
+            scores["noisy_snr_db"] = float(self.noise.val_snr_db)
+            scores["robust_note_f1"] = 0.5 * (scores["note_f1"] + noisy["note_f1"])
+        return scores
+
+    @property
+    def score(self) -> str:  # type: ignore[override]
+        """The validation score best.pt keeps: clean note F1, and during noise rounds the mean of clean and
+        noisy note F1 (:mod:`amtcli.training.noise`, "Choosing the checkpoint")."""
+        return "robust_note_f1" if self.phase["round"] > 0 and self.noise.rounds > 0 and self.val else "note_f1"
+
+    def _noisy_validation(self) -> list[Example]:
+        """The validation examples under noise at ``noise.val_snr_db``: one fixed draw, made once."""
+        if getattr(self, "_noisy_val", None) is None:
+            fc = self.spec.feature_config
+            noiser = Noiser(fc, kind=self.noise.kind, domain="feature", seed=self.spec.train_config.seed + 1)
+            rng = np.random.default_rng([self.spec.train_config.seed, 7])
+            self._noisy_val = [
+                replace(
+                    ex,
+                    features=noiser(
+                        torch.from_numpy(np.asarray(ex.features, np.float32))[None],
+                        snr_db=self.noise.val_snr_db,
+                        rng=rng,
+                    )[0].numpy(),
+                )
+                for ex in self.val
+            ]
+        return self._noisy_val
 
     # -- the end
     def finish(self, solver: Solver) -> None:

@@ -17,6 +17,12 @@ expected noise power per unit of waveform RMS comes from the CQT of a long noise
 chosen colour (the *noise bank*), so both domains below put the same noise power into the
 features at the same level.
 
+**Choosing the checkpoint.** Validation is clean, and the rounds trade a little clean F1 for a lot
+of noisy F1, so clean F1 alone would keep the least noise-trained checkpoint of the first round.
+During the rounds ``best.pt`` keeps the best *robust* score instead: the mean of the clean note F1
+and the note F1 with the validation features under noise of the run's colour at ``val_snr_db``
+(a fixed level, so that checkpoints of different rounds compare; feature domain, one fixed draw).
+
 **Domains.** Training reads cached log-CQT features ``log(|S| + offset)``.
 
 - ``feature`` (default): ``|S + N|`` is formed from the features directly. ``|N|`` is a crop of the
@@ -63,6 +69,7 @@ class NoiseConfig:
     max_iters: int = 12
     search_batches: int = 4
     lr: float | None = None  # peak learning rate of each round (cosine to a tenth); default: train lr / 10
+    val_snr_db: float = 0.0  # during the rounds best.pt keeps the best mean of clean F1 and F1 at this level
 
     def check(self) -> "NoiseConfig":
         if self.rounds < 0 or self.steps < 1:
