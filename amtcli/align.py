@@ -41,7 +41,7 @@ import numpy as np
 
 from .config import MIDI_MIN, _check_ranges
 from .errors import BadInput
-from .notes import NoteArray, notes_to_rolls
+from .notes import NoteArray, end_before_next_onset, notes_to_rolls
 
 
 @dataclass(frozen=True)
@@ -561,11 +561,7 @@ def _cut_overlaps(notes: NoteArray) -> NoteArray:
     """End each note no later than the next onset of its key (and program)."""
     if len(notes) < 2:
         return notes
-    off = notes.offset_s.copy()
-    order = np.lexsort((notes.onset_s, notes.pitch, notes.program))
-    same = (notes.pitch[order][1:] == notes.pitch[order][:-1]) & (notes.program[order][1:] == notes.program[order][:-1])
-    a, b = order[:-1][same], order[1:][same]
-    off[a] = np.maximum(np.minimum(off[a], notes.onset_s[b]), notes.onset_s[a] + 1e-3)
+    off = end_before_next_onset(notes, notes.offset_s)
     return NoteArray(
         notes.onset_s,
         off,

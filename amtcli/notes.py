@@ -152,6 +152,20 @@ def _pedal_intervals(control_changes, end_s: float, *, threshold: int = 64) -> l
     return intervals
 
 
+def end_before_next_onset(notes: NoteArray, offset_s: np.ndarray) -> np.ndarray:
+    """``offset_s`` ``(n,)`` (one per note of ``notes``) cut so that no note runs into the next onset of
+    its pitch and program; a note keeps at least 1 ms."""
+    off = np.array(offset_s, np.float64)
+    if len(notes) < 2:
+        return off
+    order = np.lexsort((notes.onset_s, notes.pitch, notes.program))
+    pitch, program = notes.pitch[order], notes.program[order]
+    same = (pitch[1:] == pitch[:-1]) & (program[1:] == program[:-1])
+    a, b = order[:-1][same], order[1:][same]
+    off[a] = np.maximum(np.minimum(off[a], notes.onset_s[b]), notes.onset_s[a] + 1e-3)
+    return off
+
+
 def extend_by_pedal(notes: NoteArray, pedal: list[tuple[float, float]]) -> NoteArray:
     """Offsets released while the sustain pedal is down move to the pedal release (MAESTRO convention),
     but never past the next onset of the same pitch. The key releases (the offsets given) are kept
@@ -167,11 +181,7 @@ def extend_by_pedal(notes: NoteArray, pedal: list[tuple[float, float]]) -> NoteA
         j = idx[i]
         if starts[j] <= off[i] < ends[j]:
             off[i] = ends[j]
-    # never run into the next note of the same pitch (and program)
-    for key in set(zip(notes.pitch.tolist(), notes.program.tolist())):
-        sel = np.nonzero((notes.pitch == key[0]) & (notes.program == key[1]))[0]
-        for a, b in zip(sel[:-1], sel[1:]):
-            off[a] = max(min(off[a], notes.onset_s[b]), notes.onset_s[a] + 1e-3)
+    off = end_before_next_onset(notes, off)
     return NoteArray(
         notes.onset_s,
         off,

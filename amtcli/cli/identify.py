@@ -100,7 +100,6 @@ def identify(
 
 def _by_transcription(recording, library, model, top, shortlist, jobs, device, cache_dir, no_cache, n_files):
     from rich.markup import escape
-    from rich.table import Table
 
     from ..devices import resolve_device
     from ..inference.identify_notes import identify_by_transcription
@@ -158,28 +157,38 @@ def _by_transcription(recording, library, model, top, shortlist, jobs, device, c
     )
     if not result.n_notes:
         raise BadInput(f"{recording}: the transcription holds no notes to match")
+    _print_matches(
+        ("score", "cost", "starts at", "ends at"),
+        [
+            (
+                m.file,
+                f"{m.prefilter:.2f}",
+                "-" if m.cost != m.cost else f"{m.cost:.3f}",
+                "-" if m.offset_s != m.offset_s else _clock(m.offset_s),
+                "-" if m.end_s != m.end_s else _clock(m.end_s),
+            )
+            for m in result.matches
+        ],
+        "score: fingerprint score (the ranking); cost: mean DTW cost of the transcription against the piece "
+        "(0 identical, 1 nothing in common); "
+        "starts at / ends at: the piece times the recording's start and end align to.",
+    )
+
+
+def _print_matches(columns, rows, legend: str) -> None:
+    """The ranked matches: a table of ``#``, piece and ``columns`` (``rows``: (file, *cells)), then ``legend``."""
+    from rich.markup import escape
+    from rich.table import Table
+
     table = Table(title="best matches")
     table.add_column("#", justify="right")
     table.add_column("piece")
-    table.add_column("score", justify="right")
-    table.add_column("cost", justify="right")
-    table.add_column("starts at", justify="right")
-    table.add_column("ends at", justify="right")
-    for rank, m in enumerate(result.matches, 1):
-        table.add_row(
-            str(rank),
-            escape(m.file),
-            f"{m.prefilter:.2f}",
-            "-" if m.cost != m.cost else f"{m.cost:.3f}",
-            "-" if m.offset_s != m.offset_s else _clock(m.offset_s),
-            "-" if m.end_s != m.end_s else _clock(m.end_s),
-        )
-    out.print(table)
-    out.print(
-        "[dim]score: fingerprint score (the ranking); cost: mean DTW cost of the transcription against the piece "
-        "(0 identical, 1 nothing in common); "
-        "starts at / ends at: the piece times the recording's start and end align to.[/]"
-    )
+    for name in columns:
+        table.add_column(name, justify="right")
+    for rank, (file, *cells) in enumerate(rows, 1):
+        table.add_row(str(rank), escape(file), *cells)
+    console().print(table)
+    console().print(f"[dim]{legend}[/]")
 
 
 def _print_skipped(skipped) -> None:
@@ -193,7 +202,6 @@ def _print_skipped(skipped) -> None:
 
 def _by_embedding(recording, library, model, top, cache_dir, no_cache, n_files):
     from rich.markup import escape
-    from rich.table import Table
 
     from ..errors import BadInput
     from ..inference.identify import identify_recording, load_embedding_model
@@ -220,24 +228,12 @@ def _by_embedding(recording, library, model, top, cache_dir, no_cache, n_files):
     out.print(f"recording: {escape(str(recording))}, {_clock(result.duration_s)}, {result.n_queries} snippets")
     if not result.matches:
         raise BadInput(f"{recording}: no snippet of the recording could be matched")
-    table = Table(title="best matches")
-    table.add_column("#", justify="right")
-    table.add_column("piece")
-    table.add_column("votes", justify="right")
-    table.add_column("in time", justify="right")
-    table.add_column("starts at", justify="right")
-    table.add_column("similarity", justify="right")
-    for rank, m in enumerate(result.matches, 1):
-        table.add_row(
-            str(rank),
-            escape(m.file),
-            f"{m.votes}/{result.n_queries}",
-            str(m.in_time),
-            _clock(m.offset_s),
-            f"{m.similarity:.3f}",
-        )
-    out.print(table)
-    out.print(
-        "[dim]votes: recording snippets whose nearest library snippet is in the piece; in time: votes that agree "
-        "on the offset; starts at: the piece time at the recording's start (negative: the piece starts later).[/]"
+    _print_matches(
+        ("votes", "in time", "starts at", "similarity"),
+        [
+            (m.file, f"{m.votes}/{result.n_queries}", str(m.in_time), _clock(m.offset_s), f"{m.similarity:.3f}")
+            for m in result.matches
+        ],
+        "votes: recording snippets whose nearest library snippet is in the piece; in time: votes that agree "
+        "on the offset; starts at: the piece time at the recording's start (negative: the piece starts later).",
     )
