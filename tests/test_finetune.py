@@ -344,3 +344,26 @@ def test_keep_thresholds_exports_the_starting_models_decoding(pairs, tmp_path):
     res = runner.invoke(app, ["finetune", *common, "--out", str(tmp_path / "chosen")])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "chosen" / "calibration.json").is_file()
+
+
+def test_pitch_balanced_finetune_starts_from_the_models_own_outputs(pairs, tmp_path, monkeypatch):
+    """A release gives probabilities: a pitch-balanced fine-tune starts from its pitch-balanced equivalent,
+    so the step-0 validation (the prior removed again) sees exactly the starting model's key biases."""
+    import torch
+
+    from amtcli.training import loop
+    from amtcli.zoo import load_model
+
+    seen = []
+    real_validate = loop.validate
+    monkeypatch.setattr(
+        loop,
+        "validate",
+        lambda model, *a, **kw: seen.append(model.key_bias.detach().clone()) or real_validate(model, *a, **kw),
+    )
+    args = ["finetune", "--from", "tiny-test", "--to", "pairs", "--root", str(pairs), "--steps", "1"]
+    args += ["--batch-size", "2", "--crop-s", "2", "--device", "cpu", "--pitch-balanced", "--out", str(tmp_path / "pb")]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    start, _ = load_model("tiny-test")
+    torch.testing.assert_close(seen[0], start.key_bias.detach(), rtol=0, atol=1e-6)

@@ -262,6 +262,13 @@ class TranscriberTask(Task):
             w = pitch_balance_weights(count_positives(self.train, feature_config=fc))
             self.key_weights = {k: torch.from_numpy(v).to(solver.device) for k, v in w.items()}
             self.prior = prior_offsets(w)
+            if self.initial_state is not None and not self.resuming:
+                # released weights give probabilities (the prior removed, or never trained pitch-balanced):
+                # start from their pitch-balanced equivalent, the prior added, so that the model validates
+                # as it started (with the prior removed again) instead of under-predicting every rare key
+                from .calibrate import remove_prior
+
+                remove_prior(self.modules["model"], {h: -v for h, v in self.prior.items()})
         self.crop_frames = max(8, int(round(cfg.crop_s * fc.frame_rate)))
         self.noiser = (
             Noiser(fc, kind=self.noise.kind, domain=self.noise.domain, seed=cfg.seed) if self.noise.rounds > 0 else None
