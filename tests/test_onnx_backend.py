@@ -269,3 +269,20 @@ def test_amt_info_names_the_backend(monkeypatch):
     monkeypatch.setattr(backends, "onnxruntime_version", lambda: None)
     r = runner.invoke(app, ["info", "--device", "cpu"])
     assert "backend auto -> torch (onnxruntime is not installed)" in " ".join(r.output.split())
+
+
+def test_amt_identify_by_transcription_imports_no_torch(short_wav, tmp_path):
+    """amt identify transcribes on the same backend as amt transcribe: onnxruntime for the default model."""
+    from amtcli.notes import NoteArray, notes_to_midi
+
+    library = tmp_path / "library"
+    library.mkdir()
+    notes = NoteArray.from_lists([(0.2 * i, 0.2 * i + 0.3, 60 + (i * 5) % 12, 90) for i in range(20)])
+    notes_to_midi(notes, library / "a.mid")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    env.pop("AMT_REGISTRY", None)
+    cmd = [sys.executable, "-c", DRIVER, "identify", str(short_wav), "--library", str(library)]
+    cmd += ["--cache-dir", str(tmp_path / "cache")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    assert "exit 0 torch imported: False" in proc.stdout, proc.stdout + proc.stderr
+    assert "notes transcribed" in proc.stdout and "a.mid" in proc.stdout

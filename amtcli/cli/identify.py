@@ -102,17 +102,22 @@ def _by_transcription(recording, library, model, top, shortlist, jobs, device, c
     from rich.markup import escape
 
     from ..devices import resolve_device
+    from ..inference.backends import choose_backend, load_transcriber
     from ..inference.identify_notes import identify_by_transcription
-    from ..zoo import load_model
+    from ..zoo import read_release_config, resolve
 
     dev = resolve_device(device)
-    loaded = load_model(model, device=dev)
-    if loaded[1].architecture == "embedding":
+    folder = resolve(model)
+    release = read_release_config(folder)
+    if release.architecture == "embedding":
         from ..errors import BadInput
 
         raise BadInput(
             f"{model}: is an embedding model; --method transcription needs a frame model such as 'synthetic'"
         )
+    # as amt transcribe: onnxruntime on a CPU where the release has a model.onnx (torch is not imported)
+    chosen = choose_backend("auto", device=dev, folder=folder, architecture=release.architecture)
+    loaded = load_transcriber(folder, backend=chosen.name, device=dev, release=release)
     with progress() as bar:
         task = t_task = None
 
