@@ -211,13 +211,13 @@ def test_noise_rounds_log_their_level_and_resume_exactly(sine_dataset, tmp_path)
 @pytest.mark.slow
 def test_noise_rounds_keep_the_best_mean_of_clean_and_noisy_validation(sine_dataset, tmp_path):
     """Clean F1 alone would keep the least noise-trained checkpoint: during the rounds best.pt follows the
-    mean of clean note F1 and note F1 under noise at a fixed level."""
+    mean of clean note F1 and note F1 under noise at a fixed level, and so do the decoding thresholds."""
     from dataclasses import replace
 
     from amtcli.training.loop import train_transcriber
 
     spec = _spec(sine_dataset, rounds=1, steps=2, noise_steps=3)
-    spec = replace(spec, train_config=replace(spec.train_config, val_every=1))
+    spec = replace(spec, train_config=replace(spec.train_config, val_every=1, calibrate=True))
     events = []
     out = tmp_path / "run"
     train_transcriber(spec, out_dir=out, on_event=lambda k, r: events.append((k, r)))
@@ -234,3 +234,7 @@ def test_noise_rounds_keep_the_best_mean_of_clean_and_noisy_validation(sine_data
     # the best of the rounds is the best robust score (the clean phase's best does not carry over)
     assert rounds[-1]["best_f1"] == pytest.approx(max(r["val"]["robust_note_f1"] for r in rounds))
     assert [r["metric"] for k, r in events if k == "val"][-1] == "robust_note_f1"
+    # the decoding thresholds suit both: each setting scored on the clean and the noisy validation
+    grid = json.loads((out / "calibration.json").read_text())["grid"]
+    assert all(len(row["note_f1_by_set"]) == 2 for row in grid)
+    assert all(row["note_f1"] == pytest.approx(sum(row["note_f1_by_set"]) / 2) for row in grid)

@@ -8,6 +8,7 @@ note-with-offset F1 on the validation split, never on training or test data.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -74,30 +75,40 @@ def debias_pitch_balanced(model, train_examples) -> dict[str, np.ndarray]:
 
 
 def calibrate_decoding(
-    model, examples, *, device: str = "cpu", base: DecodeConfig = DecodeConfig()
+    model, examples, *, device: str = "cpu", base: DecodeConfig = DecodeConfig(), also: Sequence = ()
 ) -> tuple[DecodeConfig, dict]:
-    """Grid-search onset and frame thresholds on ``examples``; returns (best config, report)."""
+    """Grid-search onset and frame thresholds on ``examples``; returns (best config, report).
+
+    ``also``: more example sets (the same excerpts under noise, for a noise-trained model); each
+    setting is then scored by its mean over ``examples`` and every set of ``also``."""
     fc = model.feature_config
-    posts = [posteriors_from_features(model, np.asarray(ex.features), device=device) for ex in examples]
-    refs = [ex.notes for ex in examples]
+    sets = [examples, *also]
+    posts = [[posteriors_from_features(model, np.asarray(ex.features), device=device) for ex in s] for s in sets]
+    refs = [[ex.notes for ex in s] for s in sets]
     best, best_key, table = base, (-1.0, -1.0), []
     for on_t, fr_t in itertools.product(ONSET_GRID, FRAME_GRID):
         cfg = replace(base, onset_threshold=on_t, frame_threshold=fr_t)
-        ests = [
-            decode_frames(
-                p["onset"],
-                p["frame"],
-                offset=p["offset"],
-                velocity=p["velocity"],
-                frame_rate=fc.frame_rate,
-                config=cfg,
-                fmin_midi=fc.fmin_midi,
-            )
-            for p in posts
-        ]
-        sc = note_scores(refs, ests)
-        f_on, f_off = sc["note_f1"], sc["note_offset_f1"]
-        table.append({"onset_threshold": on_t, "frame_threshold": fr_t, "note_f1": f_on, "note_offset_f1": f_off})
+        scores = []
+        for set_posts, set_refs in zip(posts, refs):
+            ests = [
+                decode_frames(
+                    p["onset"],
+                    p["frame"],
+                    offset=p["offset"],
+                    velocity=p["velocity"],
+                    frame_rate=fc.frame_rate,
+                    config=cfg,
+                    fmin_midi=fc.fmin_midi,
+                )
+                for p in set_posts
+            ]
+            scores.append(note_scores(set_refs, ests))
+        f_on = float(np.mean([sc["note_f1"] for sc in scores]))
+        f_off = float(np.mean([sc["note_offset_f1"] for sc in scores]))
+        row = {"onset_threshold": on_t, "frame_threshold": fr_t, "note_f1": f_on, "note_offset_f1": f_off}
+        if also:
+            row["note_f1_by_set"] = [sc["note_f1"] for sc in scores]
+        table.append(row)
         key = (f_on + f_off, f_on)
         if key > best_key:
             best, best_key = cfg, key

@@ -489,7 +489,9 @@ class TranscriberTask(Task):
             best_state.update(model=model.state_dict(), debiased=True)
             save_checkpoint(best_state, best_path)
         model.eval()
-        decode, report = calibrate_decoding(model, self.val, device=self.device, base=spec.decode_config)
+        # a noise-trained model: thresholds that suit the clean and the noisy validation alike
+        also = [self._noisy_validation()] if self.score == "robust_note_f1" else []
+        decode, report = calibrate_decoding(model, self.val, device=self.device, base=spec.decode_config, also=also)
         self.spec = replace(spec, decode_config=decode)
         write_config(solver.out, self.spec.to_json())
         (solver.out / "calibration.json").write_text(json.dumps(report, indent=1) + "\n")

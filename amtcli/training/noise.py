@@ -22,6 +22,7 @@ of noisy F1, so clean F1 alone would keep the least noise-trained checkpoint of 
 During the rounds ``best.pt`` keeps the best *robust* score instead: the mean of the clean note F1
 and the note F1 with the validation features under noise of the run's colour at ``val_snr_db``
 (a fixed level, so that checkpoints of different rounds compare; feature domain, one fixed draw).
+The decoding thresholds chosen at the end are scored the same way, on both sets.
 
 **Domains.** Training reads cached log-CQT features ``log(|S| + offset)``.
 
