@@ -16,7 +16,7 @@
 # Writes $OUT (default work/noise): base/ (+ base.sha256), rounds-<arm>/ (the runs; release/, linked as
 # noise-rounds-<arm>), sweep-<colour>.json,
 # table.md, and the F1-vs-SNR plots $PLOTS/f1_vs_snr_<colour>.png (default docs/noise/).
-# Knobs: MODEL (synthetic), ARMS ("bce pb"), ROUNDS (2), ROUND_STEPS (60), KIND (pink), LR (1e-3: the clean step; rounds
+# Knobs: MODEL (synthetic), ARMS ("bce pb"), ROUNDS (2), ROUND_STEPS (60), TARGET (0.1:0.3, the loss band), KIND (pink), LR (1e-3: the clean step; rounds
 # run at a tenth), CROP_S (5), BATCH (8), SNRS (30,20,10,5,0,-5), COLOURS ("pink white").
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -51,7 +51,7 @@ if [ "$WHAT" = all ] || [ "$WHAT" = train ]; then
     RESUME=(); [ -f "$RUN/checkpoints/last.pt" ] && RESUME=(--resume)
     [ -f "$RUN/finetune.json" ] || $AMT finetune --from "$OUT/base" --to synthetic --root "$TRAIN" --split-by piece --out "$RUN" \
       --steps 1 --lr "${LR:-1e-3}" --noise-rounds "$ROUNDS" --noise-steps "$ROUND_STEPS" $LOSS \
-      --noise-kind "${KIND:-pink}" --crop-s "${CROP_S:-5}" --batch-size "${BATCH:-8}" --val-every 25 --patience 0 \
+      --noise-kind "${KIND:-pink}" --noise-target "${TARGET:-0.1:0.3}" --crop-s "${CROP_S:-5}" --batch-size "${BATCH:-8}" --val-every 25 --patience 0 \
       --device cpu "${RESUME[@]}"
     # the sweep names each system by its folder: noise-rounds-<arm>
     ln -sfn "rounds-$arm/release" "$OUT/noise-rounds-$arm"
