@@ -84,6 +84,20 @@ def decode_frames(
     return NoteArray(a[:, 0], a[:, 1], a[:, 2], a[:, 3], np.zeros(len(a)), confidence=a[:, 4]).sorted()
 
 
+def decode_posteriors(posteriors: dict[str, np.ndarray], *, feature_config, config: DecodeConfig) -> NoteArray:
+    """:func:`decode_frames` on a transcriber's posteriors ``{onset, frame[, offset, velocity]}``, at the
+    frame rate and lowest key of ``feature_config`` (the model's front end)."""
+    return decode_frames(
+        posteriors["onset"],
+        posteriors["frame"],
+        offset=posteriors.get("offset"),
+        velocity=posteriors.get("velocity"),
+        frame_rate=feature_config.frame_rate,
+        config=config,
+        fmin_midi=feature_config.fmin_midi,
+    )
+
+
 def explain_decoding(
     config: DecodeConfig, *, model_default: DecodeConfig | None = None, tokens_model: bool = False
 ) -> list[tuple[str, str, str, str]]:

@@ -14,7 +14,7 @@ from ..devices import check_precision, resolve_device, resolve_precision
 from ..errors import BadInput
 from ..notes import NoteArray
 from .chunking import run_chunked
-from .decoding import decode_frames
+from .decoding import decode_posteriors
 
 
 @dataclass
@@ -255,15 +255,7 @@ def transcribe_full(
     post = posteriors_from_features(
         net, features, device=device, chunk_s=chunk_s, precision=precision, on_progress=on_progress
     )
-    notes = decode_frames(
-        post["onset"],
-        post["frame"],
-        offset=post.get("offset"),
-        velocity=post.get("velocity"),
-        frame_rate=fc.frame_rate,
-        config=cfg,
-        fmin_midi=fc.fmin_midi,
-    )
+    notes = decode_posteriors(post, feature_config=fc, config=cfg)
     return Transcription(
         notes,
         post,

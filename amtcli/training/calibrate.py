@@ -14,7 +14,7 @@ from dataclasses import replace
 import numpy as np
 
 from ..config import DecodeConfig
-from ..inference.decoding import decode_frames
+from ..inference.decoding import decode_posteriors
 from ..inference.transcribe import posteriors_from_features
 
 ONSET_GRID = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -90,18 +90,7 @@ def calibrate_decoding(
         cfg = replace(base, onset_threshold=on_t, frame_threshold=fr_t)
         scores = []
         for set_posts, set_refs in zip(posts, refs):
-            ests = [
-                decode_frames(
-                    p["onset"],
-                    p["frame"],
-                    offset=p["offset"],
-                    velocity=p["velocity"],
-                    frame_rate=fc.frame_rate,
-                    config=cfg,
-                    fmin_midi=fc.fmin_midi,
-                )
-                for p in set_posts
-            ]
+            ests = [decode_posteriors(p, feature_config=fc, config=cfg) for p in set_posts]
             scores.append(note_scores(set_refs, ests))
         f_on = float(np.mean([sc["note_f1"] for sc in scores]))
         f_off = float(np.mean([sc["note_offset_f1"] for sc in scores]))

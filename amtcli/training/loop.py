@@ -99,7 +99,7 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 
 def validate(model, examples: list[Example], *, device: str, decode: DecodeConfig) -> dict[str, float]:
     """Note P/R/F1 (onset 50 ms) and frame F1, micro-averaged over the validation examples."""
-    from ..inference.decoding import decode_frames
+    from ..inference.decoding import decode_posteriors
     from ..inference.transcribe import posteriors_from_features
     from .calibrate import note_scores
 
@@ -109,15 +109,7 @@ def validate(model, examples: list[Example], *, device: str, decode: DecodeConfi
     model.eval()
     for ex in examples:
         post = posteriors_from_features(model, np.asarray(ex.features), device=device)
-        est = decode_frames(
-            post["onset"],
-            post["frame"],
-            offset=post["offset"],
-            velocity=post["velocity"],
-            frame_rate=fc.frame_rate,
-            config=decode,
-            fmin_midi=fc.fmin_midi,
-        )
+        est = decode_posteriors(post, feature_config=fc, config=decode)
         refs.append(ex.notes)
         ests.append(est)
     for m, mode in modes.items():
