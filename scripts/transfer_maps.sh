@@ -46,7 +46,7 @@ if [ "$WHAT" = all ] || [ "$WHAT" = scratch ]; then
 fi
 if [ "$WHAT" = all ] || [ "$WHAT" = report ]; then
   mkdir -p "$(dirname "$PLOT")"
-  # the curves of the folds finished in both arms (all of them after a full run), as in the table
+  # the curves of the folds finished in the fine-tuned and scratch arms (all of them after a full run)
   CURVES=()
   for ((i = 0; i < FOLDS; i++)); do
     if [ -f "$OUT/finetuned/fold-$i/finetune.json" ] && [ -f "$OUT/scratch/fold-$i/finetune.json" ]; then
@@ -61,10 +61,10 @@ from pathlib import Path
 from amtcli.training.finetune import pool_counts
 
 out, model, k = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
-# the folds both arms have finished (all of them after a full run; fewer if it was stopped early)
+# the folds every arm has finished (all of them after a full run; fewer if it was stopped early)
 done = [i for i in range(k) if all((out / arm / f"fold-{i}" / "finetune.json").is_file() for arm in ("finetuned", "kept", "scratch"))]
 if not done:
-    sys.exit("no fold finished in both arms yet")
+    sys.exit("no fold finished in every arm yet")
 ft = [json.loads((out / "finetuned" / f"fold-{i}" / "finetune.json").read_text()) for i in done]
 sc = [json.loads((out / "scratch" / f"fold-{i}" / "finetune.json").read_text()) for i in done]
 kp = [json.loads((out / "kept" / f"fold-{i}" / "finetune.json").read_text()) for i in done]

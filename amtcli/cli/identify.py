@@ -102,7 +102,6 @@ def _by_transcription(recording, library, model, top, shortlist, jobs, device, c
     from rich.markup import escape
 
     from ..devices import resolve_device
-    from ..inference.backends import choose_backend, load_transcriber
     from ..inference.identify_notes import identify_by_transcription
     from ..zoo import read_release_config, resolve
 
@@ -115,9 +114,6 @@ def _by_transcription(recording, library, model, top, shortlist, jobs, device, c
         raise BadInput(
             f"{model}: is an embedding model; --method transcription needs a frame model such as 'synthetic'"
         )
-    # as amt transcribe: onnxruntime on a CPU where the release has a model.onnx (torch is not imported)
-    chosen = choose_backend("auto", device=dev, folder=folder, architecture=release.architecture)
-    loaded = load_transcriber(folder, backend=chosen.name, device=dev, release=release)
     with progress() as bar:
         task = t_task = None
 
@@ -136,7 +132,7 @@ def _by_transcription(recording, library, model, top, shortlist, jobs, device, c
         result = identify_by_transcription(
             recording,
             library,
-            model=loaded,
+            model=str(folder),  # loaded on the backend amt transcribe picks (onnxruntime on a CPU)
             device=dev,
             top=top,
             shortlist=shortlist,

@@ -442,7 +442,7 @@ class TranscriberTask(Task):
     def score(self) -> str:  # type: ignore[override]
         """The validation score best.pt keeps: clean note F1, and during noise rounds the mean of clean and
         noisy note F1 (:mod:`amtcli.training.noise`, "Choosing the checkpoint")."""
-        return "robust_note_f1" if self.phase["round"] > 0 and self.noise.rounds > 0 and self.val else "note_f1"
+        return "robust_note_f1" if self.phase["round"] > 0 and self.val else "note_f1"
 
     def _noisy_validation(self) -> list[Example]:
         """The validation examples under noise at ``noise.val_snr_db``: one fixed draw, made once."""
