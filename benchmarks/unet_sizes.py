@@ -73,9 +73,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for i, (channels, hidden) in enumerate(sizes):
             torch.manual_seed(0)
-            model = build_model(
-                "unet-bilstm", {"channels": channels, "lstm_hidden": hidden, "dropout": 0.0}, fc
-            ).eval()
+            model = build_model("unet-bilstm", {"channels": channels, "lstm_hidden": hidden, "dropout": 0.0}, fc).eval()
             params = sum(p.numel() for p in model.parameters())
             folder = save_release(model, Path(tmp) / f"size-{i}", card="benchmark", extra={"name": f"size-{i}"})
             write_onnx(folder)
