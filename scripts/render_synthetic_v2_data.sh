@@ -8,8 +8,10 @@
 # trained on it (2,000 steps from `synthetic` with `amt train --init synthetic --pitch-balanced --lr 5e-4`)
 # scored below `synthetic` on the real validation and was not shipped. A second, after the pitch-balanced
 # start was fixed (3,000 steps, same flags, `--val-every 250 --out work/runs/v2`, 72 min on 2 cores), gained
-# on piano and lost on guitar, and was not shipped either (note F1, `amt evaluate` as in
-# scripts/evaluate_synthetic_model.sh; synthetic: MAPS 0.720, real guitar 0.781, quiet renders 0.831):
+# on piano and lost on guitar, and was not shipped either (note F1 of
+# `amt models export work/runs/v2 -o DIR --checkpoint best|last`, then `amt evaluate -m ./DIR` on the MAPS,
+# guitarset_real and asap-clean-quiet rows of scripts/evaluate_synthetic_model.sh;
+# synthetic: MAPS 0.720, real guitar 0.781, quiet renders 0.831):
 #   best.pt (step 500, chosen on the synthetic validation): MAPS 0.739, guitar 0.601, quiet 0.839
 #   last.pt (step 3000):                                      MAPS 0.732, guitar 0.692, quiet 0.836
 set -euo pipefail
