@@ -187,7 +187,7 @@ def train(
     lstm_hidden: Annotated[Optional[int], typer.Option(min=1, help="BiLSTM units per direction.")] = None,
     config: Annotated[
         Optional[Path],
-        typer.Option("--config", help="TOML file with [train], [model], [features], [decode] tables; flags win."),
+        typer.Option("--config", help=r"TOML file with \[train], \[model], \[features], \[decode] tables; flags win."),
     ] = None,
     unlabeled: Annotated[
         Optional[list[Path]],
