@@ -18,6 +18,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from amtcli.config import FeatureConfig, to_dict
 from amtcli.training.checkpoints import load_checkpoint
 
 UNET = {"channels": [4, 8, 8], "lstm_hidden": 8}
@@ -521,3 +522,38 @@ def test_pitch_balanced_runs_validate_and_export_without_the_prior(sine_dataset,
         ["models", "export", str(out), "--checkpoint", str(tmp_path / "orphan.pt"), "-o", str(tmp_path / "rel3")]
     )
     _one_line_error(res, "orphan.pt", "training data")
+
+
+# ---------------------------------------------------------------------------- front end of a new run
+
+
+def _leveled_copy(src: Path, dst: Path, level_db: float) -> Path:
+    import shutil
+
+    from conftest import store_features
+
+    shutil.copytree(src, dst)
+    return store_features(dst, feature_config=FeatureConfig(level_db=level_db))
+
+
+def test_a_new_run_takes_the_front_end_of_the_stored_features(sine_dataset, tmp_path):
+    data = _leveled_copy(sine_dataset, tmp_path / "data", -24.0)
+    run, toml = tmp_path / "run", _toml(tmp_path, "unet-bilstm")
+    res = _invoke(_train_args("unet-bilstm", data, run, toml, 1))
+    assert res.exit_code == 0, res.output
+    assert "input level -24 dBFS" in " ".join(res.output.split())
+    assert json.loads((run / "config.json").read_text())["feature_config"]["level_db"] == -24.0
+    # a [features] table still decides
+    toml.write_text(toml.read_text() + "[features]\nlevel_db = -30.0\n")
+    res = _invoke(_train_args("unet-bilstm", data, tmp_path / "run2", toml, 1))
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "run2" / "config.json").read_text())["feature_config"]["level_db"] == -30.0
+
+
+def test_datasets_with_different_front_ends_leave_the_default(sine_dataset, tmp_path):
+    a = _leveled_copy(sine_dataset, tmp_path / "a", -24.0)
+    b = _leveled_copy(sine_dataset, tmp_path / "b", -20.0)
+    run, toml = tmp_path / "run", _toml(tmp_path, "unet-bilstm")
+    res = _invoke(_train_args("unet-bilstm", a, run, toml, 1, "--data", str(b)))
+    assert res.exit_code == 0, res.output
+    assert json.loads((run / "config.json").read_text())["feature_config"] == to_dict(FeatureConfig())
