@@ -6,6 +6,7 @@ import csv
 import json
 import re
 
+import numpy as np
 import pytest
 from dataset_fixtures import write_guitarset, write_maestro, write_pairs
 from typer.testing import CliRunner
@@ -187,3 +188,28 @@ def test_model_end_to_end_with_snr_sweep(tmp_path):
     assert png.read_bytes()[:4] == b"\x89PNG"
     bad = invoke("--root", root, "-m", "no-such-model")
     assert bad.exit_code != 0 and "no-such-model" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_snr_sweep_with_a_noise_recording(tmp_path):
+    from amtcli.audio.io import save_audio
+
+    root = write_pairs(tmp_path / "takes", ["take1"])
+    fan = save_audio(
+        tmp_path / "fan.wav",
+        0.1 * np.random.default_rng(0).standard_normal(24000).astype(np.float32),
+        sample_rate=16000,
+    )
+    js = tmp_path / "r.json"
+    args = ("--root", root, "-m", "tiny-test", "--device", "cpu", "--snr", "10", "--noise", fan, "--json", js)
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    assert "F1 against SNR (fan.wav noise" in result.stdout
+    data = json.loads(js.read_text())
+    assert data["noise"]["kind"] == str(fan.resolve())  # the file it was, for a rerun
+    assert [r["condition"] for r in data["runs"]] == ["clean", "10 dB fan.wav"]
+    # without --snr a noise file has nothing to do; a bad one fails before any work, in one line
+    no_snr = invoke("--root", root, "-m", "tiny-test", "--noise", fan)
+    assert no_snr.exit_code == 2 and "give --snr too" in no_snr.stderr
+    silent = save_audio(tmp_path / "silent.wav", np.zeros(16000, np.float32), sample_rate=16000)
+    bad = invoke("--root", root, "-m", "tiny-test", "--snr", "10", "--noise", silent)
+    assert bad.exit_code != 0 and "silence" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1

@@ -172,10 +172,14 @@ def _run_transcription(opts: dict) -> None:
     models, predictions = opts["model"] or [], opts["predictions"] or []
     if not models and not predictions:
         models = [DEFAULT_MODEL]  # what `amt transcribe` would use
-    from ..audio.noise import NOISE_KINDS
+    from ..audio.noise import NOISE_KINDS, check_noise, noise_label
 
     if opts["noise"] not in NOISE_KINDS:
-        raise BadInput(f"unknown --noise {opts['noise']!r} (choose from {', '.join(NOISE_KINDS)})")
+        if not Path(opts["noise"]).expanduser().is_file():
+            raise BadInput(f"unknown --noise {opts['noise']!r}: give white, pink, brown, or an audio file of noise")
+        if not opts["snr"]:
+            raise BadInput(f"--noise {opts['noise']} is mixed in at the SNRs of --snr; give --snr too")
+        opts["noise"] = check_noise(opts["noise"])  # a noise recording, read once here: a bad file fails now
     snrs = parse_snrs(opts["snr"]) if opts["snr"] else None
     if snrs and predictions:
         raise BadInput(
@@ -257,7 +261,7 @@ def _run_transcription(opts: dict) -> None:
     clean = [r for r in runs if r.condition.snr_db is None]
     _render_aggregates(clean, title=f"{name} · {split} · {len(items)} recording(s) · clean audio")
     if snrs:
-        _render_robustness(runs, noise=opts["noise"])
+        _render_robustness(runs, noise=noise_label(opts["noise"]))
 
     meta = {
         "dataset": {
@@ -285,7 +289,7 @@ def _run_transcription(opts: dict) -> None:
         write_csv(opts["csv"], runs)
         console().print(f"wrote {opts['csv']}")
     if opts["plot"] is not None:
-        plot_robustness(opts["plot"], runs, title=f"{name} · {split}: F1 under {opts['noise']} noise")
+        plot_robustness(opts["plot"], runs, title=f"{name} · {split}: F1 under {noise_label(opts['noise'])} noise")
         console().print(f"wrote {opts['plot']}")
 
 
@@ -359,7 +363,13 @@ def evaluate(
         Optional[str],
         typer.Option("--snr", help="Also evaluate with noise at these SNRs in dB, e.g. 30,20,10,0,-5 (models only)."),
     ] = None,
-    noise: Annotated[str, typer.Option("--noise", help="Noise colour for --snr: white, pink or brown.")] = "white",
+    noise: Annotated[
+        str,
+        typer.Option(
+            "--noise",
+            help="Noise for --snr: white, pink, brown, or an audio file of noise (an excerpt of it per recording).",
+        ),
+    ] = "white",
     seed: Annotated[
         int, typer.Option("--seed", help="Seed of the noise (each file's noise is fixed by seed and file id).")
     ] = 0,

@@ -164,6 +164,10 @@ def plot_robustness(
     ax.set_xlabel("SNR (dB); dotted: clean audio")
     ax.set_ylabel(f"F1 ({scope})")
     noise = next((r.condition.noise for r in runs if r.condition.snr_db is not None), None)
+    if noise is not None:
+        from ..audio.noise import noise_label
+
+        noise = noise_label(noise)
     ax.set_title(title or (f"Transcription F1 under {noise} noise" if noise else "Transcription F1"))
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="small", loc="best")

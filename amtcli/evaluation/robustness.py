@@ -1,22 +1,22 @@
 """Robustness to noise: the same items re-transcribed with noise mixed in at each SNR.
 
 Each file's noise comes from a generator seeded by (seed, file id), so every SNR and every model
-hears the same noise signal, only scaled; results are reproducible run to run.
+hears the same noise signal, only scaled (for a noise recording: the same excerpt of it); results
+are reproducible run to run.
 """
 
 from __future__ import annotations
 
 from typing import Sequence
 
-from ..audio.noise import NOISE_KINDS
-from ..errors import BadInput
+from ..audio.noise import check_noise
 from .suites import CLEAN, Condition, RunResult
 
 
 def snr_conditions(snrs: Sequence[float], *, noise: str = "white", include_clean: bool = True) -> list[Condition]:
-    """Clean first (the baseline), then the SNRs from cleanest to noisiest, without repeats."""
-    if noise not in NOISE_KINDS:
-        raise BadInput(f"unknown noise {noise!r} (choose from {', '.join(NOISE_KINDS)})")
+    """Clean first (the baseline), then the SNRs from cleanest to noisiest, without repeats.
+    ``noise``: a colour or a noise recording's path (:func:`~amtcli.audio.noise.check_noise`)."""
+    noise = check_noise(noise)
     ordered = sorted(set(float(s) for s in snrs), reverse=True)
     return ([CLEAN] if include_clean else []) + [Condition(s, noise) for s in ordered]
 

@@ -26,14 +26,17 @@ MIDI_SUFFIXES = (".mid", ".midi")
 
 @dataclass(frozen=True)
 class Condition:
-    """Clean audio (``snr_db`` None) or audio plus ``noise`` at ``snr_db``."""
+    """Clean audio (``snr_db`` None) or audio plus ``noise`` at ``snr_db`` (a colour, or the path of a
+    noise recording: :mod:`amtcli.audio.noise`)."""
 
     snr_db: float | None = None
     noise: str = "white"
 
     @property
     def name(self) -> str:
-        return "clean" if self.snr_db is None else f"{self.snr_db:g} dB {self.noise}"
+        from ..audio.noise import noise_label
+
+        return "clean" if self.snr_db is None else f"{self.snr_db:g} dB {noise_label(self.noise)}"
 
 
 CLEAN = Condition()
@@ -232,7 +235,13 @@ def run_evaluation(
                     else:
                         x = audio
                         if cond.snr_db is not None:
-                            x = mix_noise(audio, snr_db=cond.snr_db, kind=cond.noise, rng=noise_rng(item.id, seed=seed))
+                            x = mix_noise(
+                                audio,
+                                snr_db=cond.snr_db,
+                                kind=cond.noise,
+                                rng=noise_rng(item.id, seed=seed),
+                                sample_rate=system.sample_rate,
+                            )
                         estimate = system.transcribe(x)
                     if clip_to_audio:
                         estimate = clip_to(estimate, duration)
