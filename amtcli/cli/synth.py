@@ -20,7 +20,7 @@ SOURCES are MIDI files or folders (searched recursively for *.mid / *.midi). Eac
 
 [bold]Resuming[/]: run the same command again to continue; items already written are skipped. Different settings into the same folder are refused (use a new folder or --overwrite). Adding more SOURCES with the same settings extends the dataset.
 
-[bold]One-shot banks[/]: `amt synth --build-oneshots BANK_DIR [--soundfont SF] [--programs ...]` renders 4 s single notes per (program, pitch, velocity); then `amt synth SOURCES -o DIR --renderer oneshot --oneshots BANK_DIR` mixes two timbres per piece, main + alpha * sub. A folder of your own WAV one-shots works too: put oneshots.csv beside them with columns file,pitch,velocity,timbre.
+[bold]One-shot banks[/]: `amt synth --build-oneshots BANK_DIR [--soundfont SF] [--programs ...]` renders 4 s single notes per (program, pitch, velocity); then `amt synth SOURCES -o DIR --renderer oneshot --oneshots BANK_DIR` mixes two timbres per piece, main + alpha * sub. `--build-oneshots BANK_DIR --procedural 32` draws 32 procedural timbres instead (struck, plucked and sustained strings and pipes by additive synthesis: inharmonic partials, decays, body resonances), instruments no soundfont holds. A folder of your own WAV one-shots works too: put oneshots.csv beside them with columns file,pitch,velocity,timbre.
 
 [bold]Examples[/]
 
@@ -64,6 +64,15 @@ def synth_command(
     build_oneshots: Annotated[
         Optional[Path],
         typer.Option("--build-oneshots", help="Build a one-shot bank in this folder from --soundfont(s) and exit."),
+    ] = None,
+    procedural: Annotated[
+        Optional[int],
+        typer.Option(
+            "--procedural",
+            min=1,
+            help="With --build-oneshots: draw this many procedural timbres (struck, plucked, sustained; "
+            "seeded by --seed) instead of rendering soundfonts.",
+        ),
     ] = None,
     make_random: Annotated[
         Optional[Path],
@@ -180,11 +189,16 @@ def synth_command(
         console().print(f"{len(paths)} random pieces in {make_random} (seed {seed})")
         return
 
+    if procedural is not None and build_oneshots is None:
+        raise BadInput("--procedural N draws the timbres of a one-shot bank: give --build-oneshots BANK_DIR too")
     if build_oneshots is not None:
         from ..synth.oneshot import build_bank
+        from ..synth.procedural import build_procedural_bank
 
         if sources:
             raise BadInput("--build-oneshots takes no SOURCES (it renders single notes from --soundfont)")
+        if procedural is not None and (sf_list or prog_list):
+            raise BadInput("--procedural timbres use no --soundfont or --programs; build a bank of each and mix them")
         bar = progress()
         with bar:
             task = bar.add_task("one-shots", total=None, info="")
@@ -192,14 +206,24 @@ def synth_command(
             def tick(done: int, total: int, name: str):
                 bar.update(task, completed=done, total=total, info=name)
 
-            info = build_bank(
-                build_oneshots,
-                soundfonts=sf_list or (None,),
-                programs=prog_list,
-                sample_rate=sample_rate,
-                overwrite=overwrite,
-                on_progress=tick,
-            )
+            if procedural is not None:
+                info = build_procedural_bank(
+                    build_oneshots,
+                    n_timbres=procedural,
+                    seed=seed,
+                    sample_rate=sample_rate,
+                    overwrite=overwrite,
+                    on_progress=tick,
+                )
+            else:
+                info = build_bank(
+                    build_oneshots,
+                    soundfonts=sf_list or (None,),
+                    programs=prog_list,
+                    sample_rate=sample_rate,
+                    overwrite=overwrite,
+                    on_progress=tick,
+                )
         console().print(
             f"one-shot bank: {info['n_samples']} notes of {len(info['timbres'])} timbres in {build_oneshots}"
         )
