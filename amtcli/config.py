@@ -60,11 +60,15 @@ class FeatureConfig:
     # Input level: scale each recording so its level (amtcli.audio.level.measure_level_db) is this
     # many dBFS before the CQT, which makes the features blind to the recording gain. None: as recorded.
     level_db: float | None = None
+    # Variable-Q (librosa's VQT): each bin's bandwidth is alpha * f + gamma (Hz) instead of alpha * f,
+    # which shortens the low bins' kernels (finer timing for bass notes, coarser pitch). 0: the CQT.
+    gamma: float = 0.0
 
     def __post_init__(self):
         _check_ranges(
             self,
             positive=("sample_rate", "hop_length", "n_keys", "bins_per_semitone", "filter_scale", "log_offset"),
+            non_negative=("gamma",),
         )
         if (
             isinstance(self.fmin_midi, bool)

@@ -165,3 +165,36 @@ def test_features_module_does_not_import_torch():
 def test_top_bin_above_nyquist_is_one_clear_error():
     with pytest.raises(BadInput, match="Nyquist"):
         cqt_kernels(FeatureConfig(sample_rate=4000))
+
+
+def test_variable_q_shortens_the_low_kernels_only():
+    cqt, vqt = FeatureConfig(), FeatureConfig(gamma=3.0)
+    _, l_cqt = cqt_kernels(cqt)
+    kernels, l_vqt = cqt_kernels(vqt)
+    assert np.array_equal(cqt_kernels(FeatureConfig(gamma=0.0))[1], l_cqt)  # gamma 0 is the CQT
+    assert l_vqt[0] < 0.3 * l_cqt[0]  # A0: the bandwidth grows from ~0.8 Hz to ~3.8 Hz
+    assert l_vqt[-1] > 0.95 * l_cqt[-1] - 1  # C8: alpha * f dwarfs gamma
+    assert np.all(np.diff(l_vqt) <= 0) and kernels.shape[1] >= l_vqt.max()
+    # a bass note's onset: the energy at its key rises within fewer frames
+    x = np.zeros(16000 * 3, np.float32)
+    t = np.arange(16000 * 2) / 16000
+    x[16000:] = np.sin(2 * np.pi * 41.2 * t) * np.exp(-t / 1.5)  # E1 = MIDI 28 from 1.0 s
+    key = (28 - cqt.fmin_midi) * cqt.bins_per_semitone
+
+    def rise_frames(cfg):
+        e = compute_features(x, config=cfg)[:, key]
+        lo, hi = e[5], e[45:55].max()
+        above = lambda q: int(np.argmax(e > lo + q * (hi - lo)))  # noqa: E731
+        return above(0.9) - above(0.1)
+
+    assert rise_frames(vqt) < 0.5 * rise_frames(cqt)
+
+
+def test_variable_q_engines_agree(rng):
+    cfg = FeatureConfig(gamma=5.0)
+    x = (0.1 * rng.standard_normal(16000 * 2)).astype(np.float32)
+    with torch.inference_mode():
+        ours = CQTFrontEnd(cfg).magnitude(torch.from_numpy(x)[None])[0].numpy()
+    np.testing.assert_allclose(NumpyCQT(cfg).magnitude(x).T, ours, rtol=1e-3, atol=1e-6)
+    with pytest.raises(BadInput):
+        FeatureConfig(gamma=-1.0)

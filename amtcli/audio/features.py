@@ -35,16 +35,19 @@ def cqt_kernels(config: FeatureConfig) -> tuple[np.ndarray, np.ndarray]:
 
     These are nnAudio's ``CQT1992v2`` kernels (``create_cqt_kernels`` with a periodic Hann window and
     L1 normalisation), each centred in a window of ``kernel_width`` (the next power of two above the
-    longest); tests check them against nnAudio's own.
+    longest); tests check them against nnAudio's own. With ``config.gamma > 0`` each kernel is
+    shortened to the bandwidth ``alpha * f + gamma`` (a variable-Q transform, as librosa's ``vqt``),
+    ``alpha = 2^(1/bins_per_octave) - 1``.
     """
     bpo = config.bins_per_octave
-    q = float(config.filter_scale) / (2.0 ** (1.0 / bpo) - 1.0)
+    alpha = 2.0 ** (1.0 / bpo) - 1.0
+    q = float(config.filter_scale) / alpha
     freqs = config.fmin_hz * 2.0 ** (np.arange(config.n_bins) / float(bpo))
     if freqs.max() > config.sample_rate / 2:
         raise BadInput(
             f"the top CQT bin ({freqs.max():.0f} Hz) is above the Nyquist frequency of {config.sample_rate} Hz audio"
         )
-    lengths = np.ceil(q * config.sample_rate / freqs)
+    lengths = np.ceil(q * config.sample_rate / (freqs + float(config.gamma) / alpha))
     width = int(2 ** np.ceil(np.log2(lengths.max())))
     kernels = np.zeros((config.n_bins, width), dtype=np.complex64)
     for k, (freq, length) in enumerate(zip(freqs, lengths)):
