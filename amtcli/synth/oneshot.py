@@ -242,14 +242,7 @@ def build_bank(
     lead_s = 64 / sample_rate / passes / 2
     lead = int(round(lead_s * sample_rate))
     n_len = int(round(duration_s * sample_rate))
-    meta = {
-        "format": BANK_FORMAT,
-        "format_version": BANK_VERSION,
-        "sample_rate": sample_rate,
-        "duration_s": duration_s,
-        "release_s": RELEASE_S,
-        "timbres": [],
-    }
+    meta = bank_meta(sample_rate=sample_rate, duration_s=duration_s)
     (out / "samples").mkdir(parents=True, exist_ok=True)
     total = len(sfs) * len(programs)
     done = 0
@@ -265,44 +258,71 @@ def build_bank(
             for j, a in enumerate(audio):
                 seg = a[lead : lead + n_len]
                 block[j, : len(seg)] = seg
-            # a short fade at the end so a cut-off sustained note does not click
-            fade = int(0.02 * sample_rate)
-            block[:, -fade:] *= np.linspace(1.0, 0.0, fade, dtype=np.float32)
-            peak = float(np.abs(block).max())
-            if peak <= 0:
-                done += 1
-                continue  # the soundfont has no sound for this program
-            gain = 0.9 / peak
-            block *= gain
-            # cut each one-shot after its last sample above -80 dB (of the timbre's peak)
-            loud = np.abs(block) > 0.9e-4
-            lengths = np.where(loud.any(axis=1), n_len - np.argmax(loud[:, ::-1], axis=1), 1)
             name = f"{re.sub(r'[^A-Za-z0-9]+', '_', sf.stem)}:{prog:03d}"
-            file = f"samples/{name.replace(':', '_')}.npy"
-            flat = np.concatenate([block[j, : lengths[j]] for j in range(len(block))]).astype(np.float16)
-            tmp = out / f"{file}.tmp"
-            with open(tmp, "wb") as f:
-                np.save(f, flat)
-            os.replace(tmp, out / file)
-            meta["timbres"].append(
-                {
-                    "name": name,
-                    "soundfont": str(sf),
-                    "program": prog,
-                    "file": file,
-                    "gain": gain,
-                    "notes": [[p, v] for p, v in notes],
-                    "lengths": [int(x) for x in lengths],
-                }
+            entry = store_timbre(
+                out, block, name=name, notes=notes, sample_rate=sample_rate, soundfont=str(sf), program=prog
             )
+            if entry is not None:  # None: the soundfont has no sound for this program
+                meta["timbres"].append(entry)
             done += 1
             if on_progress:
                 on_progress(done, total, name)
+    return write_bank_json(out, meta)
+
+
+def bank_meta(*, sample_rate: int, duration_s: float, **extra) -> dict:
+    """The head of a bank.json (its ``timbres`` list still empty)."""
+    return {
+        "format": BANK_FORMAT,
+        "format_version": BANK_VERSION,
+        "sample_rate": sample_rate,
+        "duration_s": duration_s,
+        "release_s": RELEASE_S,
+        **extra,
+        "timbres": [],
+    }
+
+
+def store_timbre(
+    out: Path, block: np.ndarray, *, name: str, notes: list[tuple[int, int]], sample_rate: int, **entry
+) -> dict | None:
+    """Write one timbre's one-shots ``block`` ``(len(notes), n_samples)`` (changed in place) to
+    ``samples/``: a 20 ms fade at the end (a cut-off sustained note must not click), the timbre
+    brought to a 0.9 peak, each one-shot cut after its last sample above -80 dB of that peak, float16
+    back to back. Returns its bank.json entry (``entry`` added), or None for a silent timbre."""
+    fade = int(0.02 * sample_rate)
+    block[:, -fade:] *= np.linspace(1.0, 0.0, fade, dtype=np.float32)
+    peak = float(np.abs(block).max())
+    if peak <= 0:
+        return None
+    gain = 0.9 / peak
+    block *= gain
+    n_len = block.shape[1]
+    loud = np.abs(block) > 0.9e-4
+    lengths = np.where(loud.any(axis=1), n_len - np.argmax(loud[:, ::-1], axis=1), 1)
+    file = f"samples/{re.sub(r'[^A-Za-z0-9_]+', '_', name)}.npy"
+    flat = np.concatenate([block[j, : lengths[j]] for j in range(len(block))]).astype(np.float16)
+    tmp = out / f"{file}.tmp"
+    with open(tmp, "wb") as f:
+        np.save(f, flat)
+    os.replace(tmp, out / file)
+    return {
+        "name": name,
+        **entry,
+        "file": file,
+        "gain": gain,
+        "notes": [[p, v] for p, v in notes],
+        "lengths": [int(x) for x in lengths],
+    }
+
+
+def write_bank_json(out: Path, meta: dict) -> dict:
+    """Count the one-shots, write bank.json atomically, forget any cached copy of the bank; returns ``meta``."""
     meta["n_samples"] = sum(len(t["notes"]) for t in meta["timbres"])
     tmp = out / ".bank.json.tmp"
     tmp.write_text(json.dumps(meta) + "\n")
     os.replace(tmp, out / "bank.json")
-    _BANKS.pop((str(out.resolve()), sample_rate), None)
+    _BANKS.pop((str(out.resolve()), meta["sample_rate"]), None)
     return meta
 
 

@@ -20,7 +20,6 @@ the seed alone.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Callable
@@ -28,7 +27,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import BadInput, OutputExists
-from .oneshot import _BANKS, BANK_FORMAT, BANK_VERSION, DEFAULT_VELOCITIES, RELEASE_S
+from .oneshot import DEFAULT_VELOCITIES, bank_meta, store_timbre, write_bank_json
 
 FAMILIES = ("struck", "plucked", "sustained")
 FAMILY_P = (0.4, 0.4, 0.2)
@@ -194,19 +193,10 @@ def build_procedural_bank(
     out = Path(out_dir)
     if (out / "bank.json").exists() and not overwrite:
         raise OutputExists(f"{out / 'bank.json'} exists (use --overwrite to rebuild the bank)")
-    meta = {
-        "format": BANK_FORMAT,
-        "format_version": BANK_VERSION,
-        "sample_rate": sample_rate,
-        "duration_s": duration_s,
-        "release_s": RELEASE_S,
-        "procedural": {"seed": seed, "n_timbres": n_timbres},
-        "timbres": [],
-    }
+    meta = bank_meta(sample_rate=sample_rate, duration_s=duration_s, procedural={"seed": seed, "n_timbres": n_timbres})
     (out / "samples").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng([seed, 0x70726F63])
     n_len = int(round(duration_s * sample_rate))
-    fade = int(0.02 * sample_rate)
     for i in range(n_timbres):
         params = draw_timbre(rng)
         lo, hi = _RANGE[params["family"]]
@@ -216,37 +206,21 @@ def build_procedural_bank(
             block[j] = render_note(
                 params, p, v, duration_s=duration_s, sample_rate=sample_rate, seed=seed * 7919 + i * 1000 + j
             )
-        block[:, -fade:] *= np.linspace(1.0, 0.0, fade, dtype=np.float32)
-        gain = 0.9 / float(np.abs(block).max())
-        block *= gain
-        loud = np.abs(block) > 0.9e-4  # cut each one-shot after its last sample above -80 dB of the peak
-        lengths = np.where(loud.any(axis=1), n_len - np.argmax(loud[:, ::-1], axis=1), 1)
-        name = f"procedural:{seed}:{i:04d}"
-        file = f"samples/procedural_{seed}_{i:04d}.npy"
-        flat = np.concatenate([block[j, : lengths[j]] for j in range(len(block))]).astype(np.float16)
-        tmp = out / f"{file}.tmp"
-        with open(tmp, "wb") as f:
-            np.save(f, flat)
-        os.replace(tmp, out / file)
-        meta["timbres"].append(
-            {
-                "name": name,
-                "program": _PROGRAM[params["family"]],
-                "params": params,
-                "file": file,
-                "gain": gain,
-                "notes": [[p, v] for p, v in notes],
-                "lengths": [int(x) for x in lengths],
-            }
+        name = f"procedural_{seed}_{i:04d}"
+        entry = store_timbre(
+            out,
+            block,
+            name=name,
+            notes=notes,
+            sample_rate=sample_rate,
+            program=_PROGRAM[params["family"]],
+            params=params,
         )
+        if entry is not None:
+            meta["timbres"].append(entry)
         if on_progress:
             on_progress(i + 1, n_timbres, f"{name} ({params['family']})")
-    meta["n_samples"] = sum(len(t["notes"]) for t in meta["timbres"])
-    tmp = out / ".bank.json.tmp"
-    tmp.write_text(json.dumps(meta) + "\n")
-    os.replace(tmp, out / "bank.json")
-    _BANKS.pop((str(out.resolve()), sample_rate), None)
-    return meta
+    return write_bank_json(out, meta)
 
 
 __all__ = ["FAMILIES", "draw_timbre", "render_note", "build_procedural_bank"]
