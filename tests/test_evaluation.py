@@ -12,7 +12,7 @@ from dataset_fixtures import write_pairs
 
 from amtcli.datasets import load_dataset
 from amtcli.errors import BadInput
-from amtcli.evaluation.metrics import METRICS, Counts, aggregate, frame_counts, score_notes
+from amtcli.evaluation.metrics import METRICS, Counts, aggregate, frame_counts, onset_matches, score_notes
 from amtcli.evaluation.reports import plot_robustness, runs_to_dict, write_csv, write_json
 from amtcli.evaluation.robustness import f1_by_condition, snr_conditions
 from amtcli.evaluation.suites import (
@@ -67,6 +67,16 @@ def test_offsets_decide_note_with_offset(ref):
     near = NoteArray(ref.onset_s, ref.offset_s + 0.04, ref.pitch, ref.velocity, ref.program)
     assert f1s(score_notes(ref, late))["note"] == 1.0 and f1s(score_notes(ref, late))["note_offset"] == 0.0
     assert f1s(score_notes(ref, near))["note_offset"] == 1.0
+
+
+def test_onset_matches_are_the_pairs_the_note_score_counts(ref):
+    half = ref[::2].shifted(seconds=0.03)
+    rows = [(a, b, int(p), int(v)) for a, b, p, v in zip(half.onset_s, half.offset_s, half.pitch, half.velocity)]
+    est = NoteArray.from_lists([*rows, (0.1, 0.2, 90, 50)])  # and one note nobody played
+    ri, ei = onset_matches(ref, est)
+    assert len(ri) == score_notes(ref, est)["note"].tp == 5
+    assert np.array_equal(ref.pitch[ri], est.pitch[ei]) and set(ri.tolist()) == set(range(0, 10, 2))
+    assert len(onset_matches(ref, NoteArray.empty())[0]) == 0
 
 
 def test_wrong_pitch_is_a_miss(ref):

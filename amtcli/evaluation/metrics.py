@@ -130,6 +130,28 @@ def _mir_eval_notes(notes: NoteArray) -> tuple[np.ndarray, np.ndarray]:
     return intervals, hz
 
 
+def onset_matches(reference: NoteArray, estimate: NoteArray) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs the ``note`` score counts (mir_eval's onset-only matching, offsets ignored), as
+    indices ``(into the reference's pitched notes (k,), into the estimate's (k,))``."""
+    import mir_eval.transcription
+
+    ref_iv, ref_hz = _mir_eval_notes(reference)
+    est_iv, est_hz = _mir_eval_notes(estimate)
+    if len(ref_iv) == 0 or len(est_iv) == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    pairs = mir_eval.transcription.match_notes(
+        ref_iv,
+        ref_hz,
+        est_iv,
+        est_hz,
+        onset_tolerance=ONSET_TOLERANCE_S,
+        pitch_tolerance=PITCH_TOLERANCE_CENTS,
+        offset_ratio=None,
+    )
+    pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
+    return pairs[:, 0], pairs[:, 1]
+
+
 def note_counts(reference: NoteArray, estimate: NoteArray, *, with_velocity: bool = True) -> dict[str, Counts | None]:
     """``note``, ``note_offset`` and ``note_offset_velocity`` counts (the last None without velocity)."""
     import mir_eval.transcription
