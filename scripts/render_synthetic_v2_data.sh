@@ -52,3 +52,10 @@ $AMT synth "$MIDI/pop909" -o "$WORK/data/v2-pop" --programs 24,25,0,26,27,46,40,
   --max-files "${POP_FILES:-150}" $COMMON
 $AMT synth "$MIDI/nottingham" -o "$WORK/data/v2-folk" --programs 24,25,40,73,0,71 $ALL_SF --seed 24 \
   --max-files "${FOLK_FILES:-80}" $COMMON
+# procedural timbres (amtcli/synth/procedural.py): a 32-timbre bank (3.5 min on one core, 438 MB), then
+# 200 items of random polyphony and POP909 mixing two of them per item (1 min on one worker, 1.1 h).
+# An ablation source for issue 15, in no training run yet; `synthetic` reads its test split at note F1
+# 0.607 (amt evaluate -d synthetic --root $WORK/data/v2-proc --split test -m synthetic).
+[ -f "$WORK/banks/proc32/bank.json" ] || $AMT synth --build-oneshots "$WORK/banks/proc32" --procedural 32 --seed 1
+$AMT synth "$WORK/midi/random" "$MIDI/pop909" -o "$WORK/data/v2-proc" --renderer oneshot --oneshots "$WORK/banks/proc32" \
+  --seed 25 --max-files "${PROC_FILES:-200}" $COMMON
