@@ -4,7 +4,7 @@
 #   bash scripts/vqt_probe.sh [GAMMA]        # default 3.0; needs the v2 data (scripts/render_synthetic_v2_data.sh)
 #
 # `synthetic` finds no MAPS note below MIDI 36 (benchmarks/pitch_bands.py). Its CQT kernel at A0 is
-# 0.63 s long; gamma = 3 Hz shortens it to 0.13 s (an E1 onset rises over 1 frame instead of 5). The
+# 0.63 s long; gamma = 3 Hz shortens it to 0.13 s (tests/test_features.py checks a bass onset rises faster). The
 # probe starts from `synthetic`'s weights with the front end swapped (a copy of the release whose
 # config.json has the new gamma), trains 1,000 steps on the v2 data with the second v2 candidate's
 # recipe (pitch-balanced, lr 5e-4; one thread, as it ran beside another run), exports the last
