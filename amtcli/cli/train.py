@@ -15,26 +15,6 @@ from . import app
 from .common import DeviceOpt, PrecisionOpt, console, handle_errors, progress
 
 
-def stored_front_end(data: list[Path]):
-    """The front end (``FeatureConfig``) every ``--data`` folder stored its features with, or None
-    when one stored none or they differ. A new run takes it so that it trains on those features
-    (``amt synth --features --level-db -24``) instead of computing others at the default settings."""
-    from ..config import FeatureConfig, from_dict
-    from ..datasets.manifest import stored_feature_config
-    from ..errors import AmtError
-
-    found = set()
-    for d in data:
-        raw = stored_feature_config(d)
-        if raw is None:
-            return None
-        try:
-            found.add(from_dict(FeatureConfig, raw))
-        except (AmtError, TypeError, ValueError):
-            return None
-    return found.pop() if len(found) == 1 else None
-
-
 def load_toml_config(path: Optional[Path]) -> dict:
     """``--config run.toml`` with optional tables [train], [model], [features], [decode]."""
     import tomllib
@@ -279,7 +259,9 @@ def train(
     mc = from_dict(model_config_class(model), toml.get("model"))
     fc = from_dict(FeatureConfig, toml.get("features"))
     if init is None and toml.get("features") is None:
-        stored = stored_front_end(data)
+        from ..datasets.manifest import shared_front_end
+
+        stored = shared_front_end(data)
         if stored is not None and stored != fc:
             fc = stored
             level = "as recorded" if fc.level_db is None else f"input level {fc.level_db:g} dBFS"

@@ -152,19 +152,32 @@ def stored_feature_config(folder: str | os.PathLike) -> dict[str, Any] | None:
     return fc if isinstance(fc, dict) else None
 
 
-def same_front_end(stored: dict[str, Any] | None, feature_config: Any) -> bool:
-    """Whether features stored with front end ``stored`` (:func:`stored_feature_config`) are those
-    ``feature_config`` gives. Another hop, filter or input level gives features of the same width but
-    another meaning, so every reader of stored features asks this, not the width."""
+def _parsed_front_end(stored: dict[str, Any] | None):
+    """``stored`` (:func:`stored_feature_config`) as a ``FeatureConfig``, or None when absent or unreadable."""
     from ..config import FeatureConfig, from_dict
     from ..errors import AmtError
 
     if stored is None:
-        return False
+        return None
     try:
-        return from_dict(FeatureConfig, stored) == feature_config
+        return from_dict(FeatureConfig, stored)
     except (AmtError, TypeError, ValueError):
-        return False
+        return None
+
+
+def same_front_end(stored: dict[str, Any] | None, feature_config: Any) -> bool:
+    """Whether features stored with front end ``stored`` (:func:`stored_feature_config`) are those
+    ``feature_config`` gives. Another hop, filter or input level gives features of the same width but
+    another meaning, so every reader of stored features asks this, not the width."""
+    parsed = _parsed_front_end(stored)
+    return parsed is not None and parsed == feature_config
+
+
+def shared_front_end(folders):
+    """The front end (``FeatureConfig``) every dataset folder stored its features with, or None when
+    one stored none or they differ (what a new training run on those folders should read with)."""
+    found = {_parsed_front_end(stored_feature_config(d)) for d in folders}
+    return found.pop() if len(found) == 1 and None not in found else None
 
 
 def piece_of(row: dict[str, Any]) -> str:
